@@ -1,0 +1,141 @@
+"""The app factory. `create_app(settings)` is all a test or a server needs."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import msgspec
+from litestar import Litestar, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cookiesync.db.engine import current_revision, head_revision, make_engine
+from cookiesync.domain.email.outbox import Mailer
+from cookiesync.domain.integrator.controllers import IntegratorController
+from cookiesync.domain.reconnect.controllers import ReconnectController
+from cookiesync.domain.reconnect.services import AttemptRunner
+from cookiesync.domain.sync.controllers import ExtensionController
+from cookiesync.domain.sync.services import Toucher
+from cookiesync.domain.webhooks.controllers import WebhookController
+from cookiesync.logs import configure_logging
+from cookiesync.metrics import Metrics
+from cookiesync.runtime import Runtime
+from cookiesync.scheduler.sweep import Scheduler
+from cookiesync.security import KeyRing
+from cookiesync.settings import Settings, ensure_local_secrets
+from cookiesync.unipile.client import UnipileClient
+
+log = logging.getLogger("cookiesync")
+SIM_MOUNT = "/unipile-sim"
+SIM_API_KEY = "sim-api-key"
+
+
+class Health(msgspec.Struct):
+    status: str
+    detail: str | None = None
+
+
+def provide_runtime(state: State) -> Runtime:
+    return state.rt
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def healthz() -> Health:
+    return Health("ok")
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(rt: Runtime) -> Response[Health]:
+    try:
+        current = await current_revision(rt.engine)
+    except Exception as exc:
+        return Response(Health("unavailable", f"database: {type(exc).__name__}"), status_code=503)
+    if current != head_revision():
+        return Response(Health("unavailable", f"migrations not current ({current} != {head_revision()})"),
+                        status_code=503)
+    return Response(Health("ok"))
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(rt: Runtime) -> Response[bytes]:
+    from cookiesync.domain.support.stats import refresh_gauges
+
+    await refresh_gauges(rt)
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def unipile_target(settings: Settings) -> tuple[str, str]:
+    if settings.unipile_simulated:
+        return settings.base_url + SIM_MOUNT, settings.unipile_api_key or SIM_API_KEY
+    return settings.unipile_dsn, settings.unipile_api_key
+
+
+def create_app(settings: Settings, *, start_background: bool = True) -> Litestar:
+    settings = ensure_local_secrets(settings, say=log.warning)
+    configure_logging(settings.log_level)
+    route_handlers: list = [ExtensionController, IntegratorController, WebhookController, ReconnectController,
+                            healthz, readyz, metrics]
+    if settings.unipile_simulated:
+        from cookiesync.simulator.app import SimulatorConfig, create_simulator_app
+
+        sim = create_simulator_app(SimulatorConfig(
+            api_key=settings.unipile_api_key or SIM_API_KEY, public_url=settings.base_url + SIM_MOUNT,
+            webhook_url=settings.base_url + "/v1/webhooks/unipile/account-status",
+            webhook_header=settings.webhook_header, webhook_secret=settings.webhook_secret,
+        ))
+        from litestar.handlers import asgi
+
+        @asgi(SIM_MOUNT, is_mount=True, include_in_schema=False)
+        async def simulator(scope, receive, send) -> None:
+            await sim(scope, receive, send)
+
+        route_handlers.append(simulator)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar):
+        engine = make_engine(settings.database)
+        dsn, key = unipile_target(settings)
+        metrics_ = Metrics()
+        unipile = UnipileClient(dsn, key, timeout_s=settings.unipile_timeout_s, on_call=metrics_.unipile_call)
+        rt = Runtime(settings=settings, engine=engine, keyring=KeyRing(settings.encryption_keys), unipile=unipile,
+                     metrics=metrics_)
+        rt.runner = AttemptRunner(rt)
+        rt.mailer = Mailer(settings, engine, rt.instance_id)
+        rt.toucher = Toucher(engine)
+        app.state.rt = rt
+        scheduler = Scheduler(rt)
+        if settings.unipile_simulated:
+            log.warning("Unipile is SIMULATED (no COOKIESYNC_UNIPILE_DSN set): %s", dsn)
+        if not settings.smtp_enabled:
+            log.info("no SMTP configured: emails stay in the outbox")
+        if start_background:
+            rt.runner.start()
+            rt.toucher.start()
+            if settings.scheduler == "on":
+                scheduler.start()
+        try:
+            yield
+        finally:
+            if start_background:
+                if settings.scheduler == "on":
+                    await scheduler.stop()
+                await rt.runner.stop()
+                await rt.toucher.stop()
+            for task in list(rt.background):
+                task.cancel()
+            await unipile.aclose()
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="cookiesync", version="0.1.0", path="/schema"),
+        debug=False,
+    )
+
+
+__all__ = ["create_app"]

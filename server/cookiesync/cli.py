@@ -1,0 +1,280 @@
+"""`cookiesync` command line: serve, migrate, keys, API keys, staff, Unipile set-up."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+
+import msgspec
+import sqlalchemy as sa
+
+from cookiesync.settings import PREFIX, Settings, SettingsError, ensure_local_secrets
+
+
+def _settings() -> Settings:
+    try:
+        return ensure_local_secrets(Settings.from_env(), say=lambda m: print(m, file=sys.stderr))
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+
+
+# --- migrate / serve -------------------------------------------------------
+def cmd_migrate(args) -> None:
+    from cookiesync.db.engine import migrate
+
+    s = _settings()
+    migrate(s.database)
+    print(f"database is at the newest schema ({_safe_url(s.database)})")
+
+
+def _safe_url(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+async def _demo(s: Settings) -> tuple[str, str, str]:
+    """Local mode only: a demo user, an integrator API key (kept in the data dir) and a fresh pairing code."""
+    from datetime import timedelta
+
+    from cookiesync.db.engine import make_engine
+    from cookiesync.db.schema import api_keys, pairing_codes, users, utcnow
+    from cookiesync.security import hash_token, new_pairing_code, new_token, normalize_pairing_code
+
+    path = os.path.join(s.data_dir, "secrets.json")
+    stored = msgspec.json.decode(open(path, "rb").read())
+    key = stored.get("demo_api_key")
+    if not key:
+        key = stored["demo_api_key"] = new_token("csk")
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(msgspec.json.format(msgspec.json.encode(stored)))
+    engine = make_engine(s.database)
+    now = utcnow()
+    code = new_pairing_code()
+    try:
+        async with engine.begin() as conn:
+            if not (await conn.execute(sa.select(api_keys.c.id).where(api_keys.c.key_hash == hash_token(key)))).first():
+                await conn.execute(api_keys.insert().values(name="demo", key_hash=hash_token(key), prefix=key[:8],
+                                                            created_at=now))
+            if not (await conn.execute(sa.select(users.c.user_id).where(users.c.user_id == "demo-user"))).first():
+                await conn.execute(users.insert().values(user_id="demo-user", email="demo@example.com",
+                                                         display_name="Demo User", created_at=now, updated_at=now))
+            await conn.execute(pairing_codes.insert().values(
+                code_hash=hash_token(normalize_pairing_code(code)), user_id="demo-user", created_at=now,
+                expires_at=now + timedelta(seconds=max(s.pairing_code_ttl_s, 3600))))
+    finally:
+        await engine.dispose()
+    return "demo-user", key, code
+
+
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    from cookiesync.app import create_app
+    from cookiesync.db.engine import migrate
+
+    s = _settings()
+    if args.host:
+        s = msgspec.structs.replace(s, host=args.host)
+    if args.port:
+        s = msgspec.structs.replace(s, port=args.port)
+    migrate(s.database)
+    lines = [
+        "",
+        "cookiesync is starting",
+        f"  API:              {s.base_url}/v1/",
+        f"  OpenAPI:          {s.base_url}/schema  (Swagger UI: {s.base_url}/schema/swagger)",
+        f"  health / metrics: {s.base_url}/healthz  {s.base_url}/readyz  {s.base_url}/metrics",
+        f"  database:         {_safe_url(s.database)}",
+        f"  Unipile:          {'SIMULATED at ' + s.base_url + '/unipile-sim' if s.unipile_simulated else s.unipile_dsn}",
+        f"  email:            {'SMTP ' + s.smtp_host if s.smtp_enabled else 'kept in the outbox (no SMTP configured)'}",
+    ]
+    if s.mode == "local":
+        user_id, key, code = asyncio.run(_demo(s))
+        lines += [
+            "  demo (local mode only):",
+            f"    user id:        {user_id}",
+            f"    API key:        {key}",
+            f"    pairing code:   {code}   (type it in the extension's popup with backend {s.base_url})",
+            f"    try:            curl -H 'Authorization: Bearer {key}' {s.base_url}/v1/users/{user_id}/accounts",
+        ]
+    print("\n".join(lines) + "\n", flush=True)
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", proxy_headers=False,
+                timeout_graceful_shutdown=20)
+
+
+# --- api keys ---------------------------------------------------------------
+async def _apikey_create(s: Settings, name: str) -> str:
+    from cookiesync.db.engine import make_engine
+    from cookiesync.db.schema import api_keys, utcnow
+    from cookiesync.security import hash_token, new_token
+
+    key = new_token("csk")
+    engine = make_engine(s.database)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(api_keys.insert().values(name=name, key_hash=hash_token(key), prefix=key[:8],
+                                                        created_at=utcnow()))
+    finally:
+        await engine.dispose()
+    return key
+
+
+def cmd_apikey_create(args) -> None:
+    s = _settings()
+    key = asyncio.run(_apikey_create(s, args.name))
+    print(f"API key {args.name!r} created. It is shown once; store it now:", file=sys.stderr)
+    print(key)
+
+
+async def _apikey_revoke(s: Settings, name: str) -> int:
+    from cookiesync.db.engine import make_engine
+    from cookiesync.db.schema import api_keys, utcnow
+
+    engine = make_engine(s.database)
+    try:
+        async with engine.begin() as conn:
+            return (await conn.execute(api_keys.update().where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+                                       .values(revoked_at=utcnow()))).rowcount
+    finally:
+        await engine.dispose()
+
+
+def cmd_apikey_revoke(args) -> None:
+    n = asyncio.run(_apikey_revoke(_settings(), args.name))
+    print(f"revoked {n} key(s) named {args.name!r}")
+
+
+# --- simulator ----------------------------------------------------------------
+def cmd_simulate(args) -> None:
+    from cookiesync.simulator.app import SimulatorConfig, run_simulator
+
+    public = f"http://{args.host}:{args.port}"
+    print(f"Unipile simulator (SIMULATED) on {public}  DSN for cookiesync: {public}  API key: {args.api_key}",
+          flush=True)
+    run_simulator(args.host, args.port, SimulatorConfig(
+        api_key=args.api_key, public_url=public, webhook_url=args.webhook_url,
+        webhook_header=os.environ.get(PREFIX + "WEBHOOK_HEADER", "Unipile-Auth"),
+        webhook_secret=os.environ.get(PREFIX + "WEBHOOK_SECRET") or None))
+
+
+# --- unipile webhook registration ----------------------------------------------
+async def register_webhook(s: Settings, unipile) -> str:
+    """Make sure exactly one account-status webhook points here, with our secret header. Idempotent."""
+    url = f"{s.base_url}/v1/webhooks/unipile/account-status"
+    want_headers = {"content-type": "application/json", s.webhook_header.lower(): s.webhook_secret}
+    ours = [w for w in await unipile.list_webhooks()
+            if w.get("source") == "account_status" and w.get("request_url") == url]
+
+    def good(w: dict) -> bool:
+        headers = {str(h.get("key", "")).lower(): h.get("value") for h in (w.get("headers") or [])}
+        return all(headers.get(k) == v for k, v in want_headers.items()) and w.get("enabled", True) is not False
+
+    keep = next((w for w in ours if good(w)), None)
+    for w in ours:
+        if w is not keep:
+            await unipile.delete_webhook(w["id"])
+    if keep is not None:
+        return f"kept webhook {keep['id']} -> {url}" + (f" (removed {len(ours) - 1} stale)" if len(ours) > 1 else "")
+    webhook_id = await unipile.create_webhook(request_url=url, name="cookiesync account status",
+                                              header=s.webhook_header, secret=s.webhook_secret)
+    return f"created webhook {webhook_id} -> {url}" + (f" (replaced {len(ours)})" if ours else "")
+
+
+def cmd_register_webhook(args) -> None:
+    from cookiesync.app import unipile_target
+    from cookiesync.unipile.client import UnipileClient, UnipileError
+
+    s = _settings()
+    dsn, key = unipile_target(s)
+
+    async def run() -> str:
+        client = UnipileClient(dsn, key, timeout_s=s.unipile_timeout_s)
+        try:
+            return await register_webhook(s, client)
+        finally:
+            await client.aclose()
+
+    try:
+        print(asyncio.run(run()))
+    except UnipileError as exc:
+        raise SystemExit(f"Unipile refused: {exc}") from None
+
+
+# --- key rotation ---------------------------------------------------------------
+def cmd_keys_rotate(args) -> None:
+    from cookiesync.keys import rotate
+
+    s = _settings()
+    asyncio.run(rotate(s, new_key=args.new_key, batch=args.batch, say=print))
+
+
+# --- staff ----------------------------------------------------------------------
+def cmd_staff_add(args) -> None:
+    from cookiesync.domain.support.staff import add_staff
+
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    if len(password) < 10:
+        raise SystemExit("password must be at least 10 characters")
+    asyncio.run(add_staff(_settings(), args.email, args.role, password))
+    print(f"staff member {args.email} ({args.role}) is ready")
+
+
+def cmd_staff_disable(args) -> None:
+    from cookiesync.domain.support.staff import disable_staff
+
+    n = asyncio.run(disable_staff(_settings(), args.email))
+    print(f"disabled {n} staff account(s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="cookiesync", description="Keep LinkedIn accounts connected to Unipile.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("serve", help="migrate, then serve the API")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.set_defaults(fn=cmd_serve)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(fn=cmd_migrate)
+
+    ak = sub.add_parser("apikey", help="integrator API keys").add_subparsers(dest="sub", required=True)
+    c = ak.add_parser("create", help="create a key; prints it alone on the last line")
+    c.add_argument("--name", required=True)
+    c.set_defaults(fn=cmd_apikey_create)
+    r = ak.add_parser("revoke", help="revoke keys by name")
+    r.add_argument("--name", required=True)
+    r.set_defaults(fn=cmd_apikey_revoke)
+
+    sim = sub.add_parser("simulate", help="run the bundled Unipile simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--api-key", default="sim-api-key")
+    sim.add_argument("--webhook-url")
+    sim.set_defaults(fn=cmd_simulate)
+
+    un = sub.add_parser("unipile", help="Unipile set-up").add_subparsers(dest="sub", required=True)
+    un.add_parser("register-webhook", help="ensure one account-status webhook points here").set_defaults(
+        fn=cmd_register_webhook)
+
+    ks = sub.add_parser("keys", help="cookie encryption keys").add_subparsers(dest="sub", required=True)
+    rot = ks.add_parser("rotate", help="re-encrypt every stored cookie under the newest key")
+    rot.add_argument("--new-key", action="store_true",
+                     help="local mode: generate a new key first (production: put it first in COOKIESYNC_ENCRYPTION_KEYS)")
+    rot.add_argument("--batch", type=int, default=500)
+    rot.set_defaults(fn=cmd_keys_rotate)
+
+    st = sub.add_parser("staff", help="support staff accounts").add_subparsers(dest="sub", required=True)
+    sa_ = st.add_parser("add", help="add or update a staff member; password on stdin")
+    sa_.add_argument("email")
+    sa_.add_argument("--role", choices=["viewer", "operator"], default="viewer")
+    sa_.set_defaults(fn=cmd_staff_add)
+    sd = st.add_parser("disable", help="disable a staff member")
+    sd.add_argument("email")
+    sd.set_defaults(fn=cmd_staff_disable)
+
+    args = p.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

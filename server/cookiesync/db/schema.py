@@ -1,0 +1,188 @@
+"""Tables, as SQLAlchemy Core metadata. Alembic migrations create them; this
+module is what the code queries against. Same schema on SQLite and PostgreSQL.
+
+Times are stored as timezone-aware UTC; secrets only as hashes or ciphertext.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Always aware UTC in Python, whatever the backend keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("user_id", sa.String(200), primary_key=True),
+    sa.Column("email", sa.String(320)),
+    sa.Column("display_name", sa.String(200)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.String(200), nullable=False, server_default="integrator"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+pairing_codes = sa.Table(
+    "pairing_codes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("code_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.String(200), sa.ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+)
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(200), sa.ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("extension_version", sa.String(50)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime),
+    sa.Column("last_ip", sa.String(64)),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+links = sa.Table(
+    "links", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(200), sa.ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("plain_id", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False, index=True),
+    sa.Column("auto_connect", sa.Boolean, nullable=False),
+    sa.Column("hold_reason", sa.String(200)),
+    sa.Column("unipile_account_id", sa.String(100), index=True),
+    # newest cookie, encrypted (AES-GCM, AAD = link identity)
+    sa.Column("cookie_ciphertext", sa.LargeBinary),
+    sa.Column("cookie_key_id", sa.String(40)),
+    sa.Column("cookie_fingerprint", sa.String(64)),
+    sa.Column("user_agent", sa.String(1000)),
+    sa.Column("client_ip", sa.String(64)),
+    sa.Column("date_last_cookie", UTCDateTime),
+    # incident and schedule
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("incident_started_at", UTCDateTime),
+    sa.Column("next_slot", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, index=True),
+    sa.Column("attempt_trigger", sa.String(20)),
+    sa.Column("attempts_in_incident", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("checkpoint_type", sa.String(40)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("user_id", "plain_id"),
+)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # connect | reconnect
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("outcome", sa.String(40)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("link_id", sa.Integer),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_events_link_id_id", "link_id", "id"),
+    sa.Index("ix_events_user_id_id", "user_id", "id"),
+    sa.Index("ix_events_kind_at", "kind", "at"),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False, index=True),
+    sa.Column("link_id", sa.Integer, index=True),
+    sa.Column("to_addr", sa.String(320)),
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("body_text", sa.Text, nullable=False),
+    sa.Column("body_html", sa.Text, nullable=False),
+    sa.Column("message_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True),  # pending|held|sending|sent|failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+)
+
+webhook_receipts = sa.Table(
+    "webhook_receipts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhook_receipts_body_hash_received_at", "body_hash", "received_at"),
+)
+
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("last_run_at", UTCDateTime),
+    sa.Column("last_duration_ms", sa.Integer),
+)

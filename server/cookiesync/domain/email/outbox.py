@@ -1,0 +1,135 @@
+"""Emails to users: rendered into the outbox inside the state change's transaction,
+delivered later over SMTP with retries. One Message-ID per email, fixed when it
+is written, so a retried delivery is recognisably the same message."""
+from __future__ import annotations
+
+import email.utils
+import logging
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+import aiosmtplib
+import jinja2
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cookiesync.db.schema import outbox, utcnow
+from cookiesync.domain.reconnect.policy import Email
+from cookiesync.settings import Settings
+
+log = logging.getLogger("cookiesync.email")
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("cookiesync.domain.email", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    trim_blocks=True,
+)
+
+SUBJECTS = {
+    Email.GAVE_UP: "Your LinkedIn account needs to be reconnected",
+    Email.CHECKPOINT: "LinkedIn asks you to confirm it's you",
+}
+WHAT_HAPPENED = {
+    Email.GAVE_UP: "LinkedIn ended the session we use, and the newest cookie from your browser was refused "
+                   "each time we tried over the last hours.",
+    Email.CHECKPOINT: "LinkedIn asked for a security check (a code or a confirmation in the LinkedIn app) "
+                      "that only you can answer.",
+}
+
+
+def render(kind: Email, *, identity: str, name: str | None, reconnect_url: str, link_ttl_s: float,
+           stale: bool, last_cookie: datetime | None) -> tuple[str, str, str]:
+    ctx = dict(
+        identity=identity, name=name, reconnect_url=reconnect_url, product="cookiesync",
+        what_happened=WHAT_HAPPENED[kind], link_days=max(1, int(link_ttl_s // 86400)), stale=stale,
+        last_cookie=last_cookie.strftime("%Y-%m-%d %H:%M UTC") if last_cookie else "never",
+    )
+    return SUBJECTS[kind], _env.get_template("gave_up.txt").render(ctx), _env.get_template("gave_up.html").render(ctx)
+
+
+async def enqueue(conn: AsyncConnection, *, dedupe_key: str, kind: str, user_id: str, link_id: int | None,
+                  to_addr: str | None, subject: str, body_text: str, body_html: str, domain: str) -> bool:
+    """Insert once per dedupe key; False if that email was already written."""
+    exists = (await conn.execute(sa.select(outbox.c.id).where(outbox.c.dedupe_key == dedupe_key))).first()
+    if exists:
+        return False
+    now = utcnow()
+    await conn.execute(outbox.insert().values(
+        dedupe_key=dedupe_key, kind=kind, user_id=user_id, link_id=link_id, to_addr=to_addr, subject=subject,
+        body_text=body_text, body_html=body_html, message_id=email.utils.make_msgid(domain=domain),
+        status="pending" if to_addr else "held", last_error=None if to_addr else "the user has no email address",
+        attempts=0, next_attempt_at=now, created_at=now,
+    ))
+    return True
+
+
+class Mailer:
+    """Delivers due outbox rows. Claims each with a lease, so two instances never send one twice."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, owner: str) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.owner = owner
+
+    def _message(self, row) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.settings.email_from
+        msg["To"] = row.to_addr
+        msg["Subject"] = row.subject
+        msg["Message-ID"] = row.message_id
+        msg["Date"] = email.utils.format_datetime(row.created_at)
+        msg.set_content(row.body_text)
+        msg.add_alternative(row.body_html, subtype="html")
+        return msg
+
+    async def deliver_due(self, limit: int = 50) -> int:
+        if not self.settings.smtp_enabled:
+            return 0
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(
+                sa.select(outbox.c.id).where(
+                    outbox.c.status == "pending", outbox.c.next_attempt_at <= now,
+                    sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
+                ).order_by(outbox.c.id).limit(limit)
+            )).scalars().all()
+        sent = 0
+        for row_id in rows:
+            async with self.engine.begin() as conn:
+                claimed = await conn.execute(
+                    outbox.update().where(
+                        outbox.c.id == row_id, outbox.c.status == "pending",
+                        sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
+                    ).values(lease_until=now + timedelta(seconds=120))
+                )
+                if claimed.rowcount != 1:
+                    continue
+                row = (await conn.execute(sa.select(outbox).where(outbox.c.id == row_id))).one()
+            sent += await self._send_one(row)
+        return sent
+
+    async def _send_one(self, row) -> int:
+        s = self.settings
+        try:
+            await aiosmtplib.send(
+                self._message(row), hostname=s.smtp_host, port=s.smtp_port,
+                username=s.smtp_username or None, password=s.smtp_password or None,
+                use_tls=s.smtp_tls == "tls", start_tls=True if s.smtp_tls == "starttls" else False,
+                timeout=30,
+            )
+        except Exception as exc:  # network, auth, refused recipient: retry with backoff
+            attempts = row.attempts + 1
+            give_up = attempts >= 8
+            delay = min(3600, 30 * 2 ** (attempts - 1))
+            async with self.engine.begin() as conn:
+                await conn.execute(outbox.update().where(outbox.c.id == row.id).values(
+                    attempts=attempts, status="failed" if give_up else "pending", lease_until=None,
+                    next_attempt_at=utcnow() + timedelta(seconds=delay), last_error=f"{type(exc).__name__}: {exc}"[:500],
+                ))
+            log.warning("email %s delivery failed (attempt %d): %s", row.id, attempts, type(exc).__name__)
+            return 0
+        async with self.engine.begin() as conn:
+            await conn.execute(outbox.update().where(outbox.c.id == row.id).values(
+                attempts=row.attempts + 1, status="sent", sent_at=utcnow(), lease_until=None, last_error=None))
+        log.info("email %s sent", row.id)
+        return 1

@@ -1,0 +1,53 @@
+"""Wire shapes of the integrator API."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$")]
+EmailAddr = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class UserIn(msgspec.Struct, forbid_unknown_fields=True):
+    email: EmailAddr | None = None
+    display_name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class UserOut(msgspec.Struct):
+    user_id: str
+    email: str | None
+    display_name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PairingCodeOut(msgspec.Struct):
+    code: str
+    expires_at: datetime
+
+
+class AccountOut(msgspec.Struct):
+    plain_id: str
+    status: str
+    unipile_account_id: str | None
+    date_last_cookie: datetime | None
+    auto_connect: bool
+    hold_reason: str | None
+    last_error: str | None
+    checkpoint_type: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class AccountsOut(msgspec.Struct):
+    items: list[AccountOut]
+
+
+class EraseOut(msgspec.Struct):
+    user_id: str
+    links: int
+    devices: int
+    events: int
+    unipile_accounts_deleted: list[str]

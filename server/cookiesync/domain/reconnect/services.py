@@ -1,0 +1,303 @@
+"""Carrying out the policy's decisions: the I/O around `policy.decide`.
+
+`apply_event` is the one place a link changes state: it runs the policy and
+writes the new link fields, the incident, the history row and any email in the
+caller's transaction. `AttemptRunner` makes the connect/reconnect calls: it
+claims due links with a conditional update and a lease (so no two workers,
+in this process or another, make the same attempt), records the attempt before
+calling Unipile, and records the answer through `apply_event`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cookiesync.db.schema import events, incidents, links, users, utcnow
+from cookiesync.domain.email import outbox as email_outbox
+from cookiesync.domain.reconnect import policy
+from cookiesync.domain.reconnect.policy import State
+from cookiesync.security import DecryptError, decrypt_cookies
+from cookiesync.unipile.client import AuthResult, CookieCredentials
+
+log = logging.getLogger("cookiesync.reconnect")
+
+
+def to_policy(row: Any) -> policy.Link:
+    return policy.Link(
+        state=State(row.state),
+        has_account=row.unipile_account_id is not None,
+        has_cookie=row.cookie_ciphertext is not None,
+        auto_connect=bool(row.auto_connect),
+        incident_started_at=row.incident_started_at,
+        next_slot=row.next_slot,
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
+async def add_event(conn: AsyncConnection, *, user_id: str, link_id: int | None, kind: str,
+                    data: dict, actor: str | None = None, at: datetime | None = None) -> None:
+    await conn.execute(events.insert().values(at=at or utcnow(), user_id=user_id, link_id=link_id, kind=kind,
+                                              actor=actor, data=data))
+
+
+async def load_link(conn: AsyncConnection, link_id: int) -> Any:
+    return (await conn.execute(sa.select(links).where(links.c.id == link_id))).first()
+
+
+async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, *, trigger: str,
+                      event_kind: str, data: dict | None = None, actor: str | None = None,
+                      extra_values: dict | None = None, now: datetime | None = None) -> policy.Decision:
+    """Decide and persist in the caller's transaction. Returns the decision so the
+    caller can act after commit (kick the runner, restart the account)."""
+    now = now or utcnow()
+    decision = policy.decide(to_policy(row), event, now, rt.policy_config)
+    new = decision.link
+    values: dict[str, Any] = dict(extra_values or {})
+    incident_id = row.incident_id
+    if decision.changed:
+        values.update(state=new.state.value, incident_started_at=new.incident_started_at, next_slot=new.next_slot,
+                      next_attempt_at=new.next_attempt_at, updated_at=now)
+        if new.next_attempt_at is not None and new.next_attempt_at != row.next_attempt_at:
+            values["attempt_trigger"] = "scheduler" if new.next_attempt_at > now else trigger
+        if decision.incident_closed and incident_id is not None:
+            await conn.execute(incidents.update().where(incidents.c.id == incident_id)
+                               .values(closed_at=now, outcome=new.state.value))
+            values["incident_id"] = None
+            incident_id = None
+        if decision.incident_opened:
+            if row.incident_id is not None:
+                await conn.execute(incidents.update().where(incidents.c.id == row.incident_id, incidents.c.closed_at.is_(None))
+                                   .values(closed_at=now, outcome="superseded"))
+            result = await conn.execute(incidents.insert().values(
+                link_id=row.id, kind="reconnect" if new.has_account else "connect", opened_at=now, attempts=0))
+            incident_id = result.inserted_primary_key[0]
+            values.update(incident_id=incident_id, attempts_in_incident=0)
+    if values:
+        await conn.execute(links.update().where(links.c.id == row.id).values(**values))
+
+    payload = dict(data or {})
+    payload.update(note=decision.note, from_state=row.state, to_state=new.state.value)
+    if new.next_attempt_at is not None:
+        payload["next_attempt_at"] = new.next_attempt_at.isoformat()
+    if incident_id is not None:
+        payload["incident_id"] = incident_id
+    await add_event(conn, user_id=row.user_id, link_id=row.id, kind=event_kind, data=payload, actor=actor, at=now)
+
+    if decision.alert:
+        rt.metrics.alerts.labels(decision.alert[:60]).inc()
+        log.error("OPERATOR ALERT link=%s: %s", row.id, decision.alert)
+        await add_event(conn, user_id=row.user_id, link_id=row.id, kind="operator_alert",
+                        data={"reason": decision.alert}, at=now)
+    if decision.email is not None:
+        await write_email(rt, conn, row, decision.email, incident_id, now)
+    return decision
+
+
+async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,
+                      now: datetime) -> bool:
+    s = rt.settings
+    user = (await conn.execute(sa.select(users).where(users.c.user_id == row.user_id))).first()
+    link_row = await load_link(conn, row.id)
+    token = rt.reconnect_signer.sign({"l": row.id, "i": incident_id}, ttl_s=s.reconnect_link_ttl_s)
+    last_cookie = link_row.date_last_cookie
+    stale = last_cookie is None or (now - last_cookie).total_seconds() > s.stale_cookie_s
+    subject, text, html = email_outbox.render(
+        kind, identity=f"LinkedIn member {row.plain_id}", name=user.display_name if user else None,
+        reconnect_url=f"{s.base_url}/reconnect/{token}", link_ttl_s=s.reconnect_link_ttl_s,
+        stale=stale, last_cookie=last_cookie,
+    )
+    dedupe = f"{kind.value}:link{row.id}:incident{incident_id if incident_id is not None else now.isoformat()}"
+    written = await email_outbox.enqueue(
+        conn, dedupe_key=dedupe, kind=kind.value, user_id=row.user_id, link_id=row.id,
+        to_addr=user.email if user else None, subject=subject, body_text=text, body_html=html,
+        domain=s.base_url.split("//", 1)[-1].split(":", 1)[0].split("/", 1)[0] or "localhost",
+    )
+    if written:
+        if kind is policy.Email.GAVE_UP:
+            rt.metrics.give_ups.inc()
+        rt.metrics.emails.labels("queued").inc()
+        if not s.smtp_enabled:
+            log.info("email for link %s kept in the outbox (no SMTP configured)", row.id)
+        await add_event(conn, user_id=row.user_id, link_id=row.id, kind="email_queued",
+                        data={"email_kind": kind.value, "stale_extension": stale, "to_set": bool(user and user.email)},
+                        at=now)
+    return written
+
+
+def _result_event(result: AuthResult, scheduled: bool) -> policy.Event:
+    if result.outcome == "connected":
+        return policy.AttemptSucceeded()
+    if result.outcome == "checkpoint":
+        return policy.AttemptCheckpoint(result.checkpoint_type or "UNKNOWN")
+    assert result.failure is not None
+    return policy.AttemptFailed(result.failure, scheduled=scheduled)
+
+
+class AttemptRunner:
+    """Claims due links and makes their attempts, at most `concurrency` at once."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        self.sem = asyncio.Semaphore(max(1, rt.settings.unipile_concurrency))
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.inflight: set[asyncio.Task] = set()
+        self.attempts_made = 0
+
+    def kick(self) -> None:
+        self.wake.set()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.inflight:
+            # Let attempts already talking to Unipile finish; the lease covers the rest.
+            await asyncio.wait(self.inflight, timeout=grace_s)
+
+    async def _loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("attempt runner pass failed")
+                await asyncio.sleep(1)
+
+    async def claim_due(self, limit: int) -> list[int]:
+        rt = self.rt
+        now = utcnow()
+        lease_until = now + timedelta(seconds=rt.settings.attempt_lease_s)
+        free = sa.or_(links.c.lease_until.is_(None), links.c.lease_until < now)
+        async with rt.engine.connect() as conn:
+            due = (await conn.execute(
+                sa.select(links.c.id, links.c.next_attempt_at)
+                .where(links.c.next_attempt_at <= now, free)
+                .order_by(links.c.next_attempt_at).limit(limit)
+            )).all()
+        claimed = []
+        for link_id, due_at in due:
+            async with rt.engine.begin() as conn:
+                res = await conn.execute(
+                    links.update()
+                    .where(links.c.id == link_id, links.c.next_attempt_at == due_at, free)
+                    .values(lease_owner=rt.instance_id, lease_until=lease_until)
+                )
+            if res.rowcount == 1:
+                claimed.append(link_id)
+        return claimed
+
+    async def run_due(self) -> int:
+        """Claim and run everything due now; returns how many attempts were made."""
+        total = 0
+        while True:
+            room = max(1, self.rt.settings.unipile_concurrency * 2 - len(self.inflight))
+            claimed = await self.claim_due(room)
+            if not claimed:
+                break
+            for link_id in claimed:
+                task = asyncio.get_running_loop().create_task(self._guarded(link_id))
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
+            total += len(claimed)
+            # Wait for a free slot before claiming more, so leases don't age in a queue.
+            while len(self.inflight) >= self.rt.settings.unipile_concurrency * 2:
+                await asyncio.wait(set(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+        if self.inflight:
+            await asyncio.wait(set(self.inflight))
+        return total
+
+    async def _guarded(self, link_id: int) -> None:
+        async with self.sem:
+            try:
+                await self.attempt(link_id)
+            except Exception:
+                log.exception("attempt on link %s failed unexpectedly; the lease will expire and it is retried",
+                              link_id)
+
+    async def attempt(self, link_id: int) -> None:
+        rt = self.rt
+        now = utcnow()
+        async with rt.engine.begin() as conn:
+            row = await load_link(conn, link_id)
+            if row is None or row.lease_owner != rt.instance_id or row.next_attempt_at is None:
+                return
+            trigger = row.attempt_trigger or "scheduler"
+            scheduled = (row.incident_started_at is not None and
+                         row.incident_started_at + row.next_slot * rt.policy_config.retry_interval <= now)
+            number = row.attempts_in_incident + 1
+            await conn.execute(links.update().where(links.c.id == link_id).values(
+                attempts_in_incident=number, last_attempt_at=now))
+            if row.incident_id is not None:
+                await conn.execute(incidents.update().where(incidents.c.id == row.incident_id)
+                                   .values(attempts=incidents.c.attempts + 1))
+            kind = "reconnect" if row.unipile_account_id else "connect"
+            await add_event(conn, user_id=row.user_id, link_id=link_id, kind="attempt_started", at=now, data={
+                "attempt": number, "kind": kind, "trigger": trigger, "scheduled_slot": row.next_slot if scheduled else None,
+                "cookie_fingerprint": (row.cookie_fingerprint or "")[:12]})
+        used_fp = row.cookie_fingerprint
+        creds = None
+        if row.cookie_ciphertext is not None:
+            try:
+                bundle = decrypt_cookies(rt.keyring, row.cookie_key_id, row.cookie_ciphertext, row.user_id, row.plain_id)
+                creds = CookieCredentials(bundle.li_at, bundle.li_a, bundle.user_agent, row.client_ip)
+            except DecryptError as exc:
+                log.error("link %s: stored cookie cannot be decrypted (%s)", link_id, exc)
+        if creds is None:
+            result = AuthResult(outcome="failed", http_status=None, duration_ms=0, failure=policy.Failure.NEEDS_USER,
+                                error_type="no_usable_cookie", error_title="no usable cookie on record")
+        elif row.unipile_account_id:
+            result = await rt.unipile.reconnect(row.unipile_account_id, creds)
+        else:
+            result = await rt.unipile.connect(creds)
+        self.attempts_made += 1
+        rt.metrics.attempts.labels(kind, result.outcome).inc()
+        await self.record(link_id, result, scheduled=scheduled, trigger=trigger, number=number, kind=kind,
+                          used_fingerprint=used_fp)
+
+    async def record(self, link_id: int, result: AuthResult, *, scheduled: bool, trigger: str, number: int,
+                     kind: str, used_fingerprint: str | None) -> None:
+        rt = self.rt
+        now = utcnow()
+        decision = None
+        async with rt.engine.begin() as conn:
+            row = await load_link(conn, link_id)
+            if row is None:  # erased meanwhile
+                return
+            extra: dict[str, Any] = {"lease_owner": None, "lease_until": None,
+                                     "last_error": None if result.outcome != "failed" else
+                                     f"{result.http_status or 'no answer'} {result.error_type or result.failure}"[:200],
+                                     "checkpoint_type": result.checkpoint_type}
+            if result.account_id and row.unipile_account_id != result.account_id:
+                extra["unipile_account_id"] = result.account_id
+            data = {
+                "attempt": number, "kind": kind, "trigger": trigger, "scheduled": scheduled,
+                "outcome": result.outcome, "http_status": result.http_status, "duration_ms": result.duration_ms,
+                "error_type": result.error_type, "error_title": result.error_title,
+                "failure": result.failure.value if result.failure else None,
+                "checkpoint_type": result.checkpoint_type, "unipile_account_id": result.account_id,
+            }
+            decision = await apply_event(rt, conn, row, _result_event(result, scheduled), trigger="scheduler",
+                                         event_kind="attempt", data=data, extra_values=extra, now=now)
+            if (result.outcome == "failed" and row.cookie_fingerprint != used_fingerprint
+                    and decision.link.state not in (State.DISABLED, State.CONNECTED)):
+                # A fresh cookie arrived while we were calling: try it right away.
+                await conn.execute(links.update().where(links.c.id == link_id)
+                                   .values(next_attempt_at=now, attempt_trigger="extension"))
+                self.kick()
+        if decision and decision.attempt_now:
+            self.kick()

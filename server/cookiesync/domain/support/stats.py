@@ -1,0 +1,23 @@
+"""Figures shared by /metrics and the support console."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cookiesync.db.schema import incidents, links
+from cookiesync.domain.reconnect.policy import State
+
+
+async def link_counts(conn) -> dict[str, int]:
+    rows = (await conn.execute(sa.select(links.c.state, sa.func.count()).group_by(links.c.state))).all()
+    counts = {s.value: 0 for s in State}
+    counts.update({state: n for state, n in rows})
+    return counts
+
+
+async def refresh_gauges(rt) -> None:
+    async with rt.engine.connect() as conn:
+        for state, n in (await link_counts(conn)).items():
+            rt.metrics.link_states.labels(state).set(n)
+        open_now = (await conn.execute(sa.select(sa.func.count()).select_from(incidents)
+                                       .where(incidents.c.closed_at.is_(None)))).scalar_one()
+    rt.metrics.open_incidents.set(open_now)

@@ -1,0 +1,310 @@
+"""Pairing and cookie sync.
+
+The hot path is an unchanged cookie from a known device: it is answered from
+memory (device by token hash, link by member, cookie fingerprint) and only
+its "last seen" times are written, batched by the `Toucher`. Anything that
+changes what we know (new member, new cookie) goes to the database at once,
+through the reconnect policy, before the answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from cookiesync.db.schema import devices, links, pairing_codes, utcnow
+from cookiesync.domain.reconnect import policy
+from cookiesync.domain.reconnect.services import add_event, apply_event
+from cookiesync.domain.sync.schemas import SyncIn, SyncOut
+from cookiesync.security import CookieBundle, cookie_fingerprint, encrypt_cookies, hash_token, new_token, \
+    normalize_pairing_code
+
+log = logging.getLogger("cookiesync.sync")
+
+
+class PairingError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    user_id: str
+
+
+@dataclass
+class CachedLink:
+    link_id: int
+    fingerprint: str | None
+    state: str
+    account_id: str | None
+
+
+class TTLCache:
+    """Tiny dict with per-entry expiry: short enough that a revocation made on
+    another instance takes effect within seconds."""
+
+    def __init__(self, ttl_s: float, max_items: int = 200_000) -> None:
+        self.ttl = ttl_s
+        self.max_items = max_items
+        self.data: dict = {}
+
+    def get(self, key):
+        item = self.data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires < time.monotonic():
+            self.data.pop(key, None)
+            return None
+        return value
+
+    def put(self, key, value) -> None:
+        if len(self.data) >= self.max_items:
+            self.data.clear()
+        self.data[key] = (value, time.monotonic() + self.ttl)
+
+    def drop(self, key) -> None:
+        self.data.pop(key, None)
+
+
+class Toucher:
+    """Group-commits "last seen" times: one transaction for everything queued
+    while the previous one ran. Losing a second of these on a crash is harmless."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.link_touches: dict[int, tuple[datetime, str | None]] = {}
+        self.device_touches: dict[str, tuple[datetime, str | None, str]] = {}
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def touch(self, link_id: int, device_id: str, at: datetime, ip: str | None, version: str) -> None:
+        self.link_touches[link_id] = (at, ip)
+        self.device_touches[device_id] = (at, ip, version)
+        self.wake.set()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.flush()
+
+    async def _loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("flushing last-seen times failed")
+                await asyncio.sleep(1)
+
+    async def flush(self) -> None:
+        link_items, self.link_touches = self.link_touches, {}
+        device_items, self.device_touches = self.device_touches, {}
+        if not link_items and not device_items:
+            return
+        async with self.engine.begin() as conn:
+            if link_items:
+                await conn.execute(
+                    links.update().where(links.c.id == sa.bindparam("b_id"))
+                    .values(date_last_cookie=sa.bindparam("b_at"), client_ip=sa.bindparam("b_ip")),
+                    [{"b_id": k, "b_at": at, "b_ip": ip} for k, (at, ip) in link_items.items()],
+                )
+            if device_items:
+                await conn.execute(
+                    devices.update().where(devices.c.id == sa.bindparam("b_id"))
+                    .values(last_seen_at=sa.bindparam("b_at"), last_ip=sa.bindparam("b_ip"),
+                            extension_version=sa.bindparam("b_v")),
+                    [{"b_id": k, "b_at": at, "b_ip": ip, "b_v": v} for k, (at, ip, v) in device_items.items()],
+                )
+
+
+def _token_cache(rt) -> TTLCache:
+    return rt.caches.setdefault("devices", TTLCache(rt.settings.token_cache_ttl_s))
+
+
+def _link_cache(rt) -> TTLCache:
+    return rt.caches.setdefault("links", TTLCache(rt.settings.token_cache_ttl_s))
+
+
+def forget_link(rt, user_id: str, plain_id: str) -> None:
+    _link_cache(rt).drop((user_id, plain_id))
+
+
+def forget_user(rt, user_id: str) -> None:
+    for cache in (_link_cache(rt), _token_cache(rt)):
+        for key, (value, _exp) in list(cache.data.items()):
+            if (isinstance(key, tuple) and key[0] == user_id) or getattr(value, "user_id", None) == user_id:
+                cache.drop(key)
+
+
+async def device_for_token(rt, token: str) -> Device | None:
+    token_hash = hash_token(token)
+    cache = _token_cache(rt)
+    cached = cache.get(token_hash)
+    if cached is not None:
+        return cached or None
+    async with rt.engine.connect() as conn:
+        row = (await conn.execute(
+            sa.select(devices.c.id, devices.c.user_id)
+            .where(devices.c.token_hash == token_hash, devices.c.revoked_at.is_(None))
+        )).first()
+    device = Device(row.id, row.user_id) if row else None
+    cache.put(token_hash, device or False)
+    return device
+
+
+async def pair(rt, code: str, extension_version: str, ip: str | None) -> tuple[str, str]:
+    """Trade a pairing code for a device token. The code dies on first use."""
+    code_hash = hash_token(normalize_pairing_code(code))
+    now = utcnow()
+    token = new_token("dev")
+    device_id = secrets.token_hex(8)
+    async with rt.engine.begin() as conn:
+        row = (await conn.execute(sa.select(pairing_codes).where(pairing_codes.c.code_hash == code_hash))).first()
+        if row is None:
+            raise PairingError("unknown pairing code")
+        if row.used_at is not None:
+            raise PairingError("this pairing code was already used; ask for a new one")
+        if row.expires_at < now:
+            raise PairingError("this pairing code has expired; ask for a new one")
+        used = await conn.execute(pairing_codes.update()
+                                  .where(pairing_codes.c.id == row.id, pairing_codes.c.used_at.is_(None))
+                                  .values(used_at=now))
+        if used.rowcount != 1:
+            raise PairingError("this pairing code was already used; ask for a new one")
+        await conn.execute(devices.insert().values(
+            id=device_id, user_id=row.user_id, token_hash=hash_token(token), extension_version=extension_version,
+            created_at=now, last_seen_at=now, last_ip=ip))
+        await add_event(conn, user_id=row.user_id, link_id=None, kind="device_paired", at=now,
+                        data={"device_id": device_id, "extension_version": extension_version, "ip": ip})
+    return token, row.user_id
+
+
+async def revoke_device(rt, device: Device, actor: str) -> None:
+    now = utcnow()
+    async with rt.engine.begin() as conn:
+        await conn.execute(devices.update().where(devices.c.id == device.id, devices.c.revoked_at.is_(None))
+                           .values(revoked_at=now))
+        await add_event(conn, user_id=device.user_id, link_id=None, kind="device_revoked", actor=actor, at=now,
+                        data={"device_id": device.id})
+    for key, (value, _exp) in list(_token_cache(rt).data.items()):
+        if value and value.id == device.id:
+            _token_cache(rt).drop(key)
+
+
+async def _count_auto_links(conn, user_id: str) -> int:
+    return (await conn.execute(
+        sa.select(sa.func.count()).select_from(links)
+        .where(links.c.user_id == user_id, links.c.auto_connect.is_(True))
+    )).scalar_one()
+
+
+async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
+    s = rt.settings
+    now = utcnow()
+    fingerprint = cookie_fingerprint(s.signing_secret, body.li_at, body.li_a, body.user_agent)
+    key = (device.user_id, body.plain_id)
+    cache = _link_cache(rt)
+    cached: CachedLink | None = cache.get(key)
+    if cached is not None and cached.fingerprint == fingerprint:
+        rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version)
+        rt.metrics.syncs.labels("unchanged").inc()
+        return SyncOut(cached.state, cached.account_id, s.sync_interval_s)
+
+    for _try in range(3):
+        try:
+            out, decision, link_id, changed = await _sync_write(rt, device, body, ip, fingerprint, now)
+            break
+        except IntegrityError:
+            # Two first syncs for one member raced; the other one created the link.
+            await asyncio.sleep(0.01)
+    else:
+        raise RuntimeError("could not store the sync after 3 tries")
+    if not changed:
+        rt.toucher.touch(link_id, device.id, now, ip, body.extension_version)
+    cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
+    rt.metrics.syncs.labels("changed" if changed else "unchanged").inc()
+    if decision is not None and decision.attempt_now:
+        rt.runner.kick()
+    return out
+
+
+async def _sync_write(rt, device: Device, body: SyncIn, ip: str | None, fingerprint: str, now: datetime):
+    s = rt.settings
+    async with rt.engine.begin() as conn:
+        row = (await conn.execute(
+            sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
+        )).first()
+        if row is not None and row.cookie_fingerprint == fingerprint:
+            return SyncOut(row.state, row.unipile_account_id, s.sync_interval_s), None, row.id, False
+        if row is None:
+            auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
+            result = await conn.execute(links.insert().values(
+                user_id=device.user_id, plain_id=body.plain_id, state=policy.State.PENDING.value,
+                auto_connect=auto,
+                hold_reason=None if auto else "another LinkedIn account is already connected for this user",
+                next_slot=0, attempts_in_incident=0, created_at=now, updated_at=now,
+            ))
+            link_id = result.inserted_primary_key[0]
+            await add_event(conn, user_id=device.user_id, link_id=link_id, kind="link_created", at=now,
+                            data={"plain_id": body.plain_id, "auto_connect": auto, "device_id": device.id})
+        else:
+            link_id = row.id
+        kid, blob = encrypt_cookies(rt.keyring, CookieBundle(body.li_at, body.li_a, body.user_agent),
+                                    device.user_id, body.plain_id)
+        await conn.execute(links.update().where(links.c.id == link_id).values(
+            cookie_ciphertext=blob, cookie_key_id=kid, cookie_fingerprint=fingerprint, user_agent=body.user_agent,
+            client_ip=ip, date_last_cookie=now, updated_at=now))
+        row = (await conn.execute(sa.select(links).where(links.c.id == link_id))).one()
+        decision = await apply_event(
+            rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension", event_kind="cookie_received",
+            data={"fingerprint": fingerprint[:12], "user_agent": body.user_agent, "ip": ip,
+                  "li_a_present": body.li_a is not None, "extension_version": body.extension_version,
+                  "device_id": device.id},
+            now=now,
+        )
+        state = decision.link.state.value
+        return SyncOut(state, row.unipile_account_id, s.sync_interval_s), decision, link_id, True
+
+
+class RateLimiter:
+    """Fixed-window counter per key, in memory (per instance)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window = window_s
+        self.hits: dict[str, tuple[float, int]] = {}
+
+    def check(self, key: str, cost: int = 1) -> float | None:
+        """None if allowed; else seconds until the window resets."""
+        now = time.monotonic()
+        start, count = self.hits.get(key, (now, 0))
+        if now - start >= self.window:
+            start, count = now, 0
+        if count + max(cost, 1) > self.limit:
+            return max(1.0, self.window - (now - start))
+        if len(self.hits) > 100_000:
+            self.hits.clear()
+        self.hits[key] = (start, count + cost)
+        return None
+
+
+def pairing_code_ttl(rt) -> timedelta:
+    return timedelta(seconds=rt.settings.pairing_code_ttl_s)

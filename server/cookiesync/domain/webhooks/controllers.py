@@ -1,0 +1,149 @@
+"""Unipile calls us: account-status webhooks and hosted-auth notifications.
+
+Answered fast: the state change is committed before the 200, and any call to
+Unipile it leads to (a reconnect, a restart) runs after the answer.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Controller, Request, post
+from litestar.exceptions import NotAuthorizedException, ValidationException
+
+from cookiesync.db.schema import links, utcnow, webhook_receipts
+from cookiesync.domain.reconnect import policy
+from cookiesync.domain.reconnect.services import add_event, apply_event
+from cookiesync.domain.sync.services import forget_link
+from cookiesync.runtime import Runtime
+from cookiesync.security import same_secret
+from cookiesync.unipile.client import UnipileError
+
+log = logging.getLogger("cookiesync.webhooks")
+DEDUPE_WINDOW = timedelta(minutes=15)
+
+
+class AccountStatus(msgspec.Struct):
+    account_id: str
+    message: str
+    account_type: str | None = None
+
+
+class AccountStatusIn(msgspec.Struct):
+    AccountStatus: AccountStatus
+
+
+class HostedAuthIn(msgspec.Struct):
+    status: str
+    account_id: str
+    name: str | None = None
+
+
+class Ack(msgspec.Struct):
+    ok: bool
+    duplicate: bool = False
+    known_account: bool = True
+
+
+async def _seen_before(conn, source: str, raw: bytes, now) -> bool:
+    """Unipile retries deliveries; the same body within the window is the same event."""
+    digest = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()
+    seen = (await conn.execute(sa.select(webhook_receipts.c.id).where(
+        webhook_receipts.c.body_hash == digest, webhook_receipts.c.received_at > now - DEDUPE_WINDOW)).first())
+    if seen:
+        return True
+    await conn.execute(webhook_receipts.insert().values(source=source, body_hash=digest, received_at=now))
+    return False
+
+
+async def _links_for_account(conn, account_id: str):
+    return (await conn.execute(sa.select(links).where(links.c.unipile_account_id == account_id))).all()
+
+
+async def _restart(rt: Runtime, link_id: int, user_id: str, account_id: str) -> None:
+    try:
+        answer = await rt.unipile.restart_account(account_id)
+        data = {"outcome": answer.get("object"), "unipile_account_id": account_id}
+    except UnipileError as exc:
+        data = {"outcome": "failed", "http_status": exc.status, "error_type": exc.error_type}
+    async with rt.engine.begin() as conn:
+        await add_event(conn, user_id=user_id, link_id=link_id, kind="account_restart", data=data)
+
+
+class WebhookController(Controller):
+    path = "/v1/webhooks/unipile"
+    tags = ["webhooks"]
+    include_in_schema = True
+
+    @post("/account-status", status_code=200, summary="Unipile account-status webhook")
+    async def account_status(self, request: Request, rt: Runtime) -> Ack:
+        s = rt.settings
+        given = request.headers.get(s.webhook_header.lower(), "")
+        if not same_secret(given, s.webhook_secret):
+            raise NotAuthorizedException(detail="bad or missing webhook secret")
+        raw = await request.body()
+        try:
+            body = msgspec.json.decode(raw, type=AccountStatusIn)
+        except msgspec.DecodeError as exc:
+            raise ValidationException(detail=f"not an account-status payload: {exc}") from None
+        status = body.AccountStatus
+        message = status.message.upper()
+        rt.metrics.webhooks.labels("account_status", message if message.isalpha() else "other").inc()
+        now = utcnow()
+        restarts: list[tuple[int, str]] = []
+        kick = False
+        async with rt.engine.begin() as conn:
+            duplicate = await _seen_before(conn, "account_status", raw, now)
+            rows = await _links_for_account(conn, status.account_id)
+            data = {"message": message, "unipile_account_id": status.account_id, "duplicate": duplicate}
+            if not rows:
+                await add_event(conn, user_id="-", link_id=None, kind="webhook_unknown_account", data=data, at=now)
+                return Ack(ok=True, duplicate=duplicate, known_account=False)
+            for row in rows:
+                if duplicate:
+                    await add_event(conn, user_id=row.user_id, link_id=row.id, kind="webhook", data=data, at=now)
+                    continue
+                decision = await apply_event(rt, conn, row, policy.WebhookStatus(message), trigger="webhook",
+                                             event_kind="webhook", data=data, now=now)
+                kick |= decision.attempt_now
+                if decision.restart_account:
+                    restarts.append((row.id, row.user_id))
+                forget_link(rt, row.user_id, row.plain_id)
+        if kick:
+            rt.runner.kick()
+        for link_id, user_id in restarts:
+            rt.spawn(_restart(rt, link_id, user_id, status.account_id))
+        return Ack(ok=True, duplicate=duplicate)
+
+    @post("/hosted-auth", status_code=200, summary="Unipile hosted-auth notify_url")
+    async def hosted_auth(self, request: Request, rt: Runtime) -> Ack:
+        secret = request.query_params.get("secret", "")
+        if not same_secret(secret, rt.settings.hosted_auth_secret):
+            raise NotAuthorizedException(detail="bad or missing secret")
+        raw = await request.body()
+        try:
+            body = msgspec.json.decode(raw, type=HostedAuthIn)
+        except msgspec.DecodeError as exc:
+            raise ValidationException(detail=f"not a hosted-auth notification: {exc}") from None
+        rt.metrics.webhooks.labels("hosted_auth", body.status if body.status.isalpha() else "other").inc()
+        now = utcnow()
+        async with rt.engine.begin() as conn:
+            duplicate = await _seen_before(conn, "hosted_auth", raw, now)
+            rows = await _links_for_account(conn, body.account_id)
+            data = {"status": body.status, "unipile_account_id": body.account_id, "duplicate": duplicate}
+            if not rows:
+                await add_event(conn, user_id="-", link_id=None, kind="hosted_auth_unknown_account", data=data, at=now)
+                return Ack(ok=True, duplicate=duplicate, known_account=False)
+            for row in rows:
+                if duplicate or body.status not in ("RECONNECTED", "CREATION_SUCCESS"):
+                    await add_event(conn, user_id=row.user_id, link_id=row.id, kind="hosted_auth", data=data, at=now)
+                    continue
+                await apply_event(rt, conn, row, policy.HostedAuthCompleted(), trigger="hosted_auth",
+                                  event_kind="hosted_auth", data=data, now=now)
+                forget_link(rt, row.user_id, row.plain_id)
+        return Ack(ok=True, duplicate=duplicate)
+
+

@@ -1,0 +1,28 @@
+"""Prometheus metrics, one registry per app so tests can build several apps."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.syncs = Counter("cookiesync_syncs_total", "Extension syncs by outcome", ["outcome"], registry=r)
+        self.unipile_calls = Histogram(
+            "cookiesync_unipile_call_seconds", "Unipile calls by endpoint and HTTP status", ["endpoint", "status"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30), registry=r)
+        self.attempts = Counter("cookiesync_attempts_total", "Connect/reconnect attempts by outcome",
+                                ["kind", "outcome"], registry=r)
+        self.give_ups = Counter("cookiesync_give_ups_total", "Incidents given up to the user", registry=r)
+        self.alerts = Counter("cookiesync_operator_alerts_total", "Operator alerts raised", ["reason"], registry=r)
+        self.webhooks = Counter("cookiesync_webhooks_total", "Unipile webhooks received", ["source", "message"],
+                                registry=r)
+        self.emails = Counter("cookiesync_emails_total", "Emails by what happened", ["status"], registry=r)
+        self.sweep_seconds = Histogram("cookiesync_sweep_seconds", "Sweep duration", registry=r)
+        self.sweep_lag = Gauge("cookiesync_sweep_lag_seconds", "Age of the oldest due attempt at sweep time",
+                               registry=r)
+        self.link_states = Gauge("cookiesync_links", "Links by state", ["state"], registry=r)
+        self.open_incidents = Gauge("cookiesync_open_incidents", "Incidents open now", registry=r)
+
+    def unipile_call(self, endpoint: str, status: int | None, seconds: float) -> None:
+        self.unipile_calls.labels(endpoint, str(status) if status else "none").observe(seconds)

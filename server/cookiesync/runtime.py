@@ -1,0 +1,59 @@
+"""Everything one running app holds: settings, database, key ring, Unipile client,
+the attempt runner. Built in the app's lifespan, injected into handlers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cookiesync.domain.reconnect import policy
+from cookiesync.metrics import Metrics
+from cookiesync.security import KeyRing, Signer
+from cookiesync.settings import Settings
+from cookiesync.unipile.client import UnipileClient
+
+log = logging.getLogger("cookiesync")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    keyring: KeyRing
+    unipile: UnipileClient
+    metrics: Metrics
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    runner: "object | None" = None      # domain.reconnect.services.AttemptRunner
+    mailer: "object | None" = None      # domain.email.outbox.Mailer
+    toucher: "object | None" = None     # domain.sync.services.Toucher
+    caches: dict = field(default_factory=dict)
+    background: set = field(default_factory=set)
+
+    @property
+    def policy_config(self) -> policy.Config:
+        s = self.settings
+        return policy.Config(
+            retry_interval=timedelta(seconds=s.retry_interval_s),
+            retry_count=s.retry_count,
+            max_incident_age=timedelta(seconds=s.max_incident_age_s),
+        )
+
+    @property
+    def reconnect_signer(self) -> Signer:
+        return Signer(self.settings.signing_secret, "reconnect-link")
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Fire-and-forget work that must not be garbage collected mid-flight."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %s", type(task.exception()).__name__, exc_info=task.exception())

@@ -1,0 +1,89 @@
+"""The sweep: APScheduler ticks it; the database decides what is due.
+
+Only one instance leads the sweep at a time (a lease row, renewed each run).
+The sweep makes due attempts (claimed per link, see AttemptRunner) and
+delivers due emails. Immediate attempts don't wait for it: any instance kicks
+its own runner when it schedules one, and the per-link claim keeps that safe.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import sqlalchemy as sa
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import IntegrityError
+
+from cookiesync.db.schema import leases, links, utcnow
+
+log = logging.getLogger("cookiesync.scheduler")
+SWEEP = "sweep"
+
+
+async def acquire_lease(rt, name: str = SWEEP) -> bool:
+    now = utcnow()
+    until = now + timedelta(seconds=rt.settings.sweep_lease_s)
+    async with rt.engine.begin() as conn:
+        res = await conn.execute(leases.update().where(
+            leases.c.name == name, sa.or_(leases.c.owner == rt.instance_id, leases.c.until < now)
+        ).values(owner=rt.instance_id, until=until))
+        if res.rowcount == 1:
+            return True
+    try:
+        async with rt.engine.begin() as conn:
+            await conn.execute(leases.insert().values(name=name, owner=rt.instance_id, until=until))
+        return True
+    except IntegrityError:
+        return False
+
+
+async def release_lease(rt, name: str = SWEEP) -> None:
+    async with rt.engine.begin() as conn:
+        await conn.execute(leases.delete().where(leases.c.name == name, leases.c.owner == rt.instance_id))
+
+
+async def sweep(rt) -> dict:
+    """One pass. Returns what it did (for logs and tests)."""
+    if not await acquire_lease(rt):
+        return {"leader": False}
+    started = time.perf_counter()
+    now = utcnow()
+    async with rt.engine.connect() as conn:
+        oldest = (await conn.execute(sa.select(sa.func.min(links.c.next_attempt_at))
+                                     .where(links.c.next_attempt_at <= now))).scalar()
+    rt.metrics.sweep_lag.set((now - oldest).total_seconds() if oldest else 0)
+    attempts = await rt.runner.run_due()
+    emails = await rt.mailer.deliver_due()
+    duration = time.perf_counter() - started
+    rt.metrics.sweep_seconds.observe(duration)
+    async with rt.engine.begin() as conn:
+        await conn.execute(leases.update().where(leases.c.name == SWEEP, leases.c.owner == rt.instance_id)
+                           .values(last_run_at=now, last_duration_ms=int(duration * 1000)))
+    return {"leader": True, "attempts": attempts, "emails": emails}
+
+
+class Scheduler:
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        self.aps = AsyncIOScheduler(timezone="UTC")
+
+    async def _tick(self) -> None:
+        try:
+            await sweep(self.rt)
+        except Exception:
+            log.exception("sweep failed; next tick tries again")
+
+    def start(self) -> None:
+        self.aps.add_job(self._tick, "interval", seconds=self.rt.settings.sweep_interval_s, id=SWEEP,
+                         max_instances=1, coalesce=True, next_run_time=None)
+        self.aps.start()
+        # first run right away, so a restart resumes overdue work at once
+        self.aps.modify_job(SWEEP, next_run_time=utcnow())
+
+    async def stop(self) -> None:
+        self.aps.shutdown(wait=False)
+        try:
+            await release_lease(self.rt)
+        except Exception:
+            log.warning("could not release the sweep lease; it expires by itself")

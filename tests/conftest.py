@@ -1,0 +1,131 @@
+"""Shared fixtures: a real service on a loopback port, a real simulator on another."""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from cookiesync.settings import Settings
+from tests.support.servers import ServerThread, free_port
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip on a laptop that lacks a component; fail under CI, where it must be there."""
+    if not condition:
+        if CI:
+            pytest.fail(f"required under CI=true: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def simulator():
+    from cookiesync.simulator.app import SimulatorConfig, create_simulator_app
+
+    port = free_port()
+    app = create_simulator_app(SimulatorConfig(api_key="sim-test-key", public_url=f"http://127.0.0.1:{port}"))
+    with ServerThread(app, port=port) as srv:
+        srv.api_key = "sim-test-key"
+        yield srv
+
+
+class Service:
+    """A running cookiesync with its settings, an integrator API key and an httpx client."""
+
+    def __init__(self, settings: Settings, server: ServerThread, api_key: str) -> None:
+        self.settings = settings
+        self.server = server
+        self.url = server.url
+        self.api_key = api_key
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    @property
+    def rt(self):
+        return self.server.server.config.app.state.rt  # type: ignore[attr-defined]
+
+    def integrator(self, method: str, path: str, **kw) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.api_key}"} | kw.pop("headers", {})
+        return self.http.request(method, path, headers=headers, **kw)
+
+    def new_user(self, user_id: str, email: str | None = "user@example.com") -> None:
+        r = self.integrator("PUT", f"/v1/users/{user_id}", json={"email": email, "display_name": "Test User"})
+        assert r.status_code == 200, r.text
+
+    def pair(self, user_id: str, version: str = "1.0.0") -> str:
+        code = self.integrator("POST", f"/v1/users/{user_id}/pairing-codes").json()["code"]
+        r = self.http.post("/v1/extension/pair", json={"pairing_code": code, "extension_version": version})
+        assert r.status_code == 201, r.text
+        return r.json()["device_token"]
+
+    def sync(self, token: str, **payload) -> httpx.Response:
+        body = {"li_at": "AQEDAR-default-cookie-0001", "li_a": None,
+                "user_agent": "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0", "plain_id": "111",
+                "extension_version": "1.0.0"} | payload
+        return self.http.post("/v1/extension/sync", json=body, headers={"Authorization": f"Bearer {token}"})
+
+    def accounts(self, user_id: str) -> list[dict]:
+        r = self.integrator("GET", f"/v1/users/{user_id}/accounts")
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    def db(self, coro_fn):
+        """Run `coro_fn(conn)` against the service's database from the test thread."""
+        from cookiesync.db.engine import make_engine
+
+        async def run():
+            engine = make_engine(self.settings.database)
+            try:
+                async with engine.begin() as conn:
+                    return await coro_fn(conn)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    base = dict(mode="local", data_dir=str(tmp_path / "data"), unipile_timeout_s=3.0, sweep_interval_s=0.2,
+                retry_interval_s=3600.0, log_level="INFO")
+    return msgspec.convert(base | overrides, Settings)
+
+
+def start_service(settings: Settings, port: int | None = None) -> Service:
+    from cookiesync.app import create_app
+    from cookiesync.cli import _apikey_create
+    from cookiesync.db.engine import migrate
+    from cookiesync.settings import ensure_local_secrets
+
+    port = port or free_port()
+    settings = msgspec.structs.replace(settings, port=port, public_url=f"http://127.0.0.1:{port}")
+    settings = ensure_local_secrets(settings, say=lambda m: None)
+    migrate(settings.database)
+    key = asyncio.run(_apikey_create(settings, "tests"))
+    server = ServerThread(create_app(settings), port=port).start()
+    return Service(settings, server, key)
+
+
+@pytest.fixture
+def service_factory(tmp_path, simulator):
+    started: list[Service] = []
+
+    def factory(**overrides) -> Service:
+        overrides.setdefault("unipile_dsn", simulator.url)
+        overrides.setdefault("unipile_api_key", simulator.api_key)
+        svc = start_service(make_settings(tmp_path, **overrides))
+        started.append(svc)
+        return svc
+
+    yield factory
+    for svc in started:
+        svc.http.close()
+        svc.server.stop()
+
+
+@pytest.fixture
+def service(service_factory) -> Service:
+    return service_factory()
