@@ -129,3 +129,36 @@ def service_factory(tmp_path, simulator):
 @pytest.fixture
 def service(service_factory) -> Service:
     return service_factory()
+
+
+class SMTPSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                import email
+
+                sink.messages.append(email.message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> "SMTPSink":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp():
+    with SMTPSink() as sink:
+        yield sink

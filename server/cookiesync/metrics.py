@@ -1,7 +1,9 @@
 """Prometheus metrics, one registry per app so tests can build several apps."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()
 
 
 class Metrics:

@@ -7,6 +7,7 @@ its own runner when it schedules one, and the per-link claim keeps that safe.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -67,12 +68,19 @@ class Scheduler:
     def __init__(self, rt) -> None:
         self.rt = rt
         self.aps = AsyncIOScheduler(timezone="UTC")
+        self.running: asyncio.Task | None = None
+        self.stopping = False
 
     async def _tick(self) -> None:
+        if self.stopping:
+            return
+        self.running = asyncio.current_task()
         try:
             await sweep(self.rt)
         except Exception:
             log.exception("sweep failed; next tick tries again")
+        finally:
+            self.running = None
 
     def start(self) -> None:
         self.aps.add_job(self._tick, "interval", seconds=self.rt.settings.sweep_interval_s, id=SWEEP,
@@ -81,7 +89,13 @@ class Scheduler:
         # first run right away, so a restart resumes overdue work at once
         self.aps.modify_job(SWEEP, next_run_time=utcnow())
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 15.0) -> None:
+        self.stopping = True
+        self.aps.pause()
+        if self.running is not None:
+            # let the sweep in progress finish its attempts; what it can't, the leases hand over
+            # (APScheduler's shutdown cancels running jobs, so it comes after)
+            await asyncio.wait({self.running}, timeout=grace_s)
         self.aps.shutdown(wait=False)
         try:
             await release_lease(self.rt)
