@@ -109,11 +109,55 @@ def start_service(settings: Settings, port: int | None = None) -> Service:
     return Service(settings, server, key)
 
 
+POSTGRES_URL = os.environ.get("COOKIESYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    async def run():
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def postgres_available() -> tuple[bool, str]:
+    try:
+        _pg_admin("SELECT 1")
+        return True, ""
+    except Exception as exc:  # no server, no driver, refused
+        return False, f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """Each test gets its own database: a SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'cookiesync.db'}"
+        return
+    ok, reason = postgres_available()
+    need(ok, reason)
+    import secrets as _secrets
+
+    name = f"cstest_{_secrets.token_hex(6)}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def service_factory(tmp_path, simulator):
+def service_factory(tmp_path, simulator, database_url):
     started: list[Service] = []
 
     def factory(**overrides) -> Service:
+        overrides.setdefault("database_url", database_url)
         overrides.setdefault("unipile_dsn", simulator.url)
         overrides.setdefault("unipile_api_key", simulator.api_key)
         svc = start_service(make_settings(tmp_path, **overrides))

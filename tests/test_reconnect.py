@@ -39,9 +39,12 @@ def attempts(svc, plain_id: str) -> list[dict]:
     return [e for e in history(svc, plain_id) if e["kind"] == "attempt"]
 
 
-def emails(svc) -> list[dict]:
+def emails(svc, user_id: str | None = None) -> list[dict]:
     async def q(conn):
-        return [dict(r._mapping) for r in (await conn.execute(sa.select(outbox).order_by(outbox.c.id))).all()]
+        query = sa.select(outbox).order_by(outbox.c.id)
+        if user_id:
+            query = query.where(outbox.c.user_id == user_id)
+        return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
     return svc.db(q)
 
@@ -192,8 +195,8 @@ def test_stale_extension_paragraph(service_factory, simulator) -> None:
     fresh_svc = service_factory(**fast(stale_cookie_s=3600))
     _, acct2 = connect_one(fresh_svc, simulator, "r-8", "8801", "AQEDAR-cookie-r8", ["ok", "sticky:wrong_account"])
     fire(simulator, acct2)
-    wait_for(lambda: emails(fresh_svc), timeout=INTERVAL * 4 + 10)
-    assert "extension-check" not in emails(fresh_svc)[0]["body_html"]
+    wait_for(lambda: emails(fresh_svc, "r-8"), timeout=INTERVAL * 4 + 10)
+    assert "extension-check" not in emails(fresh_svc, "r-8")[0]["body_html"]
 
 
 def test_checkpoint_during_reconnect_emails_the_hosted_link(service_factory, simulator) -> None:

@@ -3,7 +3,7 @@ against the Unipile simulator, account switching, and secrets never leaking."""
 from __future__ import annotations
 
 import logging
-import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -208,8 +208,15 @@ def test_no_cookie_value_in_database_file_logs_or_responses(service, simulator, 
     responses.append(service.integrator("GET", "/v1/users/u-7/accounts"))
     service.server.stop()  # flush and close the database
 
-    db_path = Path(service.settings.database.split("///", 1)[1])
-    blobs = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    url = service.settings.database
+    if url.startswith("sqlite"):
+        db_path = Path(url.split("///", 1)[1])
+        blobs = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    else:  # the whole PostgreSQL database, dumped as text and binary
+        dsn = url.replace("+asyncpg", "")
+        blobs = subprocess.run(["pg_dump", dsn], capture_output=True, check=True).stdout
+        blobs += subprocess.run(["pg_dump", "-Fc", "-Z0", dsn], capture_output=True, check=True).stdout
+        assert b"cookie_ciphertext" in blobs
     for secret in secrets_used:
         assert secret.encode() not in blobs
         assert secret not in caplog.text
@@ -217,8 +224,10 @@ def test_no_cookie_value_in_database_file_logs_or_responses(service, simulator, 
             assert secret not in resp.text
     assert token not in caplog.text
     # and the link is really there, encrypted
-    con = sqlite3.connect(db_path)
-    (blob,) = con.execute("SELECT cookie_ciphertext FROM links WHERE plain_id='7001'").fetchone()
+    async def stored(conn):
+        return (await conn.execute(sa.select(links.c.cookie_ciphertext).where(links.c.plain_id == "7001"))).scalar()
+
+    blob = service.db(stored)
     assert blob and len(blob) > 40
 
 

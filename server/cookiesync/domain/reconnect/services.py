@@ -267,10 +267,10 @@ class AttemptRunner:
         self.attempts_made += 1
         rt.metrics.attempts.labels(kind, result.outcome).inc()
         await self.record(link_id, result, scheduled=scheduled, trigger=trigger, number=number, kind=kind,
-                          used_fingerprint=used_fp)
+                          used_fingerprint=used_fp, slot=row.next_slot if scheduled else None)
 
     async def record(self, link_id: int, result: AuthResult, *, scheduled: bool, trigger: str, number: int,
-                     kind: str, used_fingerprint: str | None) -> None:
+                     kind: str, used_fingerprint: str | None, slot: int | None = None) -> None:
         rt = self.rt
         now = utcnow()
         decision = None
@@ -285,7 +285,7 @@ class AttemptRunner:
             if result.account_id and row.unipile_account_id != result.account_id:
                 extra["unipile_account_id"] = result.account_id
             data = {
-                "attempt": number, "kind": kind, "trigger": trigger, "scheduled": scheduled,
+                "attempt": number, "kind": kind, "trigger": trigger, "scheduled": scheduled, "slot": slot,
                 "outcome": result.outcome, "http_status": result.http_status, "duration_ms": result.duration_ms,
                 "error_type": result.error_type, "error_title": result.error_title,
                 "failure": result.failure.value if result.failure else None,
