@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -133,12 +134,9 @@ def postgres_available() -> tuple[bool, str]:
         return False, f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path):
-    """Each test gets its own database: a SQLite file, or a fresh PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'cookiesync.db'}"
-        return
+@contextlib.contextmanager
+def fresh_postgres_database():
+    """A new PostgreSQL database for one test, dropped afterwards."""
     ok, reason = postgres_available()
     need(ok, reason)
     import secrets as _secrets
@@ -150,6 +148,22 @@ def database_url(request, tmp_path):
         yield f"{base}/{name}"
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """Each test gets its own database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'cookiesync.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url():
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ class Metrics:
         self.sweep_seconds = Histogram("cookiesync_sweep_seconds", "Sweep duration", registry=r)
         self.sweep_lag = Gauge("cookiesync_sweep_lag_seconds", "Age of the oldest due attempt at sweep time",
                                registry=r)
+        self.sweep_leader = Gauge("cookiesync_sweep_leader", "1 while this instance leads the sweep", registry=r)
         self.link_states = Gauge("cookiesync_links", "Links by state", ["state"], registry=r)
         self.open_incidents = Gauge("cookiesync_open_incidents", "Incidents open now", registry=r)
 

@@ -47,7 +47,9 @@ async def release_lease(rt, name: str = SWEEP) -> None:
 async def sweep(rt) -> dict:
     """One pass. Returns what it did (for logs and tests)."""
     if not await acquire_lease(rt):
+        rt.metrics.sweep_leader.set(0)
         return {"leader": False}
+    rt.metrics.sweep_leader.set(1)
     started = time.perf_counter()
     now = utcnow()
     async with rt.engine.connect() as conn:
