@@ -202,7 +202,9 @@ class SMTPSink:
             async def handle_DATA(self, server, session, envelope):
                 import email
 
-                sink.messages.append(email.message_from_bytes(envelope.content))
+                import email.policy
+
+                sink.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
                 return "250 OK"
 
         self.port = free_port()

@@ -191,6 +191,7 @@ def test_stale_extension_paragraph(service_factory, simulator) -> None:
     stale = emails(svc)[0]
     assert "extension-check" in stale["body_html"] and "browser extension" in stale["body_text"]
     assert stale["status"] == "pending"  # no SMTP configured: kept in the outbox
+    svc.server.stop()  # the next service shares the database: one set of settings at a time
 
     fresh_svc = service_factory(**fast(stale_cookie_s=3600))
     _, acct2 = connect_one(fresh_svc, simulator, "r-8", "8801", "AQEDAR-cookie-r8", ["ok", "sticky:wrong_account"])

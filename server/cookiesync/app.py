@@ -5,7 +5,8 @@ import logging
 from contextlib import asynccontextmanager
 
 import msgspec
-from litestar import Litestar, Response, get
+from litestar import Litestar, Request, Response, get
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -14,8 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cookiesync.db.engine import current_revision, head_revision, make_engine
 from cookiesync.domain.email.outbox import Mailer
 from cookiesync.domain.integrator.controllers import IntegratorController
+from cookiesync.domain.notifications.services import Notifier
 from cookiesync.domain.reconnect.controllers import ReconnectController
 from cookiesync.domain.reconnect.services import AttemptRunner
+from cookiesync.domain.support.api import SupportAPI
+from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.sync.services import Toucher
 from cookiesync.domain.webhooks.controllers import WebhookController
@@ -66,6 +70,12 @@ async def metrics(rt: Runtime) -> Response[bytes]:
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def internal_error(request: Request, exc: Exception) -> Response:
+    """Log it (the redaction filter applies), answer Litestar's JSON shape, never a trace."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
+
+
 def unipile_target(settings: Settings) -> tuple[str, str]:
     if settings.unipile_simulated:
         return settings.base_url + SIM_MOUNT, settings.unipile_api_key or SIM_API_KEY
@@ -76,22 +86,16 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
     settings = ensure_local_secrets(settings, say=log.warning)
     configure_logging(settings.log_level)
     route_handlers: list = [ExtensionController, IntegratorController, WebhookController, ReconnectController,
-                            healthz, readyz, metrics]
+                            healthz, readyz, metrics, SupportPages, SupportAPI]
     if settings.unipile_simulated:
-        from cookiesync.simulator.app import SimulatorConfig, create_simulator_app
+        from cookiesync.simulator.app import SimulatorConfig, create_simulator_app, simulator_mount
 
         sim = create_simulator_app(SimulatorConfig(
             api_key=settings.unipile_api_key or SIM_API_KEY, public_url=settings.base_url + SIM_MOUNT,
             webhook_url=settings.base_url + "/v1/webhooks/unipile/account-status",
             webhook_header=settings.webhook_header, webhook_secret=settings.webhook_secret,
         ))
-        from litestar.handlers import asgi
-
-        @asgi(SIM_MOUNT, is_mount=True, include_in_schema=False)
-        async def simulator(scope, receive, send) -> None:
-            await sim(scope, receive, send)
-
-        route_handlers.append(simulator)
+        route_handlers.append(simulator_mount(SIM_MOUNT, sim))
 
     @asynccontextmanager
     async def lifespan(app: Litestar):
@@ -104,6 +108,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         rt.runner = AttemptRunner(rt)
         rt.mailer = Mailer(settings, engine, rt.instance_id)
         rt.toucher = Toucher(engine)
+        rt.notifier = Notifier(rt)
         app.state.rt = rt
         scheduler = Scheduler(rt)
         if settings.unipile_simulated:
@@ -126,6 +131,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
             for task in list(rt.background):
                 task.cancel()
             await unipile.aclose()
+            await rt.notifier.aclose()
             await engine.dispose()
 
     return Litestar(
@@ -133,6 +139,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: internal_error},
+        logging_config=None,  # ours (cookiesync.logs) stays in charge, with its redaction
         openapi_config=OpenAPIConfig(title="cookiesync", version="0.1.0", path="/schema"),
         debug=False,
     )

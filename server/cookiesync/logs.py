@@ -3,6 +3,7 @@ that look like LinkedIn cookies, bearer tokens or keys never reach the output.""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -56,10 +57,11 @@ def configure_logging(level: str = "INFO") -> None:
     if not _configured:
         _install_record_factory()
         logger = logging.getLogger("cookiesync")
-        if not logging.getLogger().handlers:
+        if not logging.getLogger().handlers and not os.environ.get("PYTEST_CURRENT_TEST"):
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logger.addHandler(handler)
-            logger.propagate = False
+            logger.propagate = False  # root has no handler of its own; ours prints
         _configured = True
     logging.getLogger("cookiesync").setLevel(level.upper())
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per sweep tick is noise

@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, kw_only=True):
     scheduler: Literal["on", "off"] = "on"
     trusted_proxies: str = ""
 
+    integrator_webhook_url: str = ""
+    integrator_webhook_secret: str = ""
+    notify_retry_base_s: float = 5.0
+
     max_accounts_per_user: int = 1
     sync_interval_s: int = 900
     pairing_code_ttl_s: int = 900

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,11 +31,20 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin_immediate(conn):  # pragma: no cover
-            # Take the write lock up front: no deadlocked upgrades between writers.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front: no failed read-to-write upgrades
+            # between concurrent writers. Readers (see `reader`) stay deferred and concurrent.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+@asynccontextmanager
+async def reader(engine: AsyncEngine):
+    """A connection for reads only: on SQLite it does not take the write lock."""
+    async with engine.connect() as conn:
+        await conn.execution_options(read_only=True)
+        yield conn
 
 
 def alembic_config(url: str):
@@ -64,7 +74,7 @@ def head_revision() -> str:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
+    async with reader(engine) as conn:
         try:
             return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
         except Exception:

@@ -186,3 +186,64 @@ leases = sa.Table(
     sa.Column("last_run_at", UTCDateTime),
     sa.Column("last_duration_ms", sa.Integer),
 )
+
+# --- support console (migration 0002) ----------------------------------------
+staff = sa.Table(
+    "staff", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),  # lower-cased
+    sa.Column("role", sa.String(20), nullable=False),                 # viewer | operator
+    sa.Column("password_hash", sa.String(200), nullable=False),       # argon2id
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("disabled_at", UTCDateTime),
+    sa.Column("last_login_at", UTCDateTime),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),            # SHA-256 of the cookie value
+    sa.Column("staff_id", sa.Integer, sa.ForeignKey("staff.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(300)),
+)
+
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("key", sa.String(400), primary_key=True),               # "email:<addr>" | "ip:<addr>"
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("locked_until", UTCDateTime),
+)
+
+# Indexes the console's lists and overview rely on (100k+ links, no full scans per page).
+sa.Index("ix_links_updated_at_id", links.c.updated_at, links.c.id)
+sa.Index("ix_links_state_updated_at_id", links.c.state, links.c.updated_at, links.c.id)
+sa.Index("ix_links_plain_id", links.c.plain_id)
+sa.Index("ix_users_email", users.c.email)
+sa.Index("ix_incidents_closed_at", incidents.c.closed_at)
+sa.Index("ix_outbox_status_id", outbox.c.status, outbox.c.id)
+
+# --- integrator notifications (migration 0003) ------------------------------------
+notifications = sa.Table(
+    "notifications", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("msg_id", sa.String(60), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False, index=True),
+    sa.Column("link_id", sa.Integer, index=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.String(300)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+)

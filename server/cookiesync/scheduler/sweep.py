@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import IntegrityError
 
+from cookiesync.db.engine import reader
 from cookiesync.db.schema import leases, links, utcnow
 
 log = logging.getLogger("cookiesync.scheduler")
@@ -52,18 +53,19 @@ async def sweep(rt) -> dict:
     rt.metrics.sweep_leader.set(1)
     started = time.perf_counter()
     now = utcnow()
-    async with rt.engine.connect() as conn:
+    async with reader(rt.engine) as conn:
         oldest = (await conn.execute(sa.select(sa.func.min(links.c.next_attempt_at))
                                      .where(links.c.next_attempt_at <= now))).scalar()
     rt.metrics.sweep_lag.set((now - oldest).total_seconds() if oldest else 0)
     attempts = await rt.runner.run_due()
     emails = await rt.mailer.deliver_due()
+    notices = await rt.notifier.deliver_due()
     duration = time.perf_counter() - started
     rt.metrics.sweep_seconds.observe(duration)
     async with rt.engine.begin() as conn:
         await conn.execute(leases.update().where(leases.c.name == SWEEP, leases.c.owner == rt.instance_id)
                            .values(last_run_at=now, last_duration_ms=int(duration * 1000)))
-    return {"leader": True, "attempts": attempts, "emails": emails}
+    return {"leader": True, "attempts": attempts, "emails": emails, "notifications": notices}
 
 
 class Scheduler:

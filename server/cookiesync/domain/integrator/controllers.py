@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Annotated
 
 import sqlalchemy as sa
 from litestar import Controller, Request, delete, get, post, put
@@ -10,9 +11,11 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
-from cookiesync.db.schema import api_keys, devices, events, incidents, links, outbox, pairing_codes, users, utcnow
-from cookiesync.domain.integrator.schemas import AccountOut, AccountsOut, EraseOut, PairingCodeOut, UserId, UserIn, \
-    UserOut
+from cookiesync.db.engine import reader
+from cookiesync.db.schema import api_keys, devices, events, incidents, links, notifications, outbox, pairing_codes, \
+    users, utcnow
+from cookiesync.domain.integrator.schemas import USER_ID_PATTERN, AccountOut, AccountsOut, EraseOut, PairingCodeOut, \
+    UserIn, UserOut
 from cookiesync.domain.reconnect.services import add_event
 from cookiesync.domain.sync.services import TTLCache, forget_user
 from cookiesync.http import bearer_token
@@ -21,6 +24,7 @@ from cookiesync.security import hash_token, new_pairing_code, normalize_pairing_
 from cookiesync.unipile.client import UnipileError
 
 log = logging.getLogger("cookiesync.integrator")
+UserId = Annotated[str, Parameter(pattern=USER_ID_PATTERN, description="the integrator's own user id")]
 
 
 async def require_api_key(rt: Runtime, request: Request) -> str:
@@ -29,7 +33,7 @@ async def require_api_key(rt: Runtime, request: Request) -> str:
     cache = rt.caches.setdefault("api_keys", TTLCache(rt.settings.token_cache_ttl_s))
     name = cache.get(token_hash)
     if name is None:
-        async with rt.engine.connect() as conn:
+        async with reader(rt.engine) as conn:
             row = (await conn.execute(sa.select(api_keys.c.name).where(
                 api_keys.c.key_hash == token_hash, api_keys.c.revoked_at.is_(None)))).first()
         name = f"apikey:{row.name}" if row else ""
@@ -88,7 +92,7 @@ class IntegratorController(Controller):
     @get("/{user_id:str}/accounts", summary="The user's LinkedIn links and their status")
     async def accounts(self, user_id: UserId, request: Request, rt: Runtime) -> AccountsOut:
         await require_api_key(rt, request)
-        async with rt.engine.connect() as conn:
+        async with reader(rt.engine) as conn:
             await _user_or_404(conn, user_id)
             rows = (await conn.execute(sa.select(links).where(links.c.user_id == user_id).order_by(links.c.id))).all()
         return AccountsOut(items=[AccountOut(
@@ -108,6 +112,7 @@ class IntegratorController(Controller):
             link_ids = [r.id for r in link_rows]
             n_events = (await conn.execute(events.delete().where(events.c.user_id == user_id))).rowcount
             await conn.execute(outbox.delete().where(outbox.c.user_id == user_id))
+            await conn.execute(notifications.delete().where(notifications.c.user_id == user_id))
             if link_ids:
                 await conn.execute(incidents.delete().where(incidents.c.link_id.in_(link_ids)))
             n_links = (await conn.execute(links.delete().where(links.c.user_id == user_id))).rowcount

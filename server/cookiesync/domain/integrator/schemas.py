@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$")]
+USER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,200}$"
 EmailAddr = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 

@@ -8,6 +8,7 @@ import jinja2
 from litestar import Controller, Response, get
 from litestar.response import Redirect
 
+from cookiesync.db.engine import reader
 from cookiesync.domain.reconnect.services import add_event, load_link
 from cookiesync.runtime import Runtime
 from cookiesync.unipile.client import UnipileError
@@ -42,7 +43,7 @@ class ReconnectController(Controller):
         claims = rt.reconnect_signer.verify(token)
         if claims is None:
             return _invalid()
-        async with rt.engine.connect() as conn:
+        async with reader(rt.engine) as conn:
             row = await load_link(conn, int(claims.get("l", 0)))
         if row is None:
             return _invalid()
@@ -79,7 +80,7 @@ class ReconnectController(Controller):
         claims = rt.reconnect_signer.verify(token)
         if claims is None:
             return _invalid()
-        async with rt.engine.connect() as conn:
+        async with reader(rt.engine) as conn:
             row = await load_link(conn, int(claims.get("l", 0)))
         if row is not None and row.state == "connected":
             return page(200, title="LinkedIn is connected again", tone="ok", page_id="reconnected",

@@ -17,8 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cookiesync.db.engine import reader
 from cookiesync.db.schema import events, incidents, links, users, utcnow
 from cookiesync.domain.email import outbox as email_outbox
+from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.policy import State
 from cookiesync.security import DecryptError, decrypt_cookies
@@ -79,6 +81,9 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
             values.update(incident_id=incident_id, attempts_in_incident=0)
     if values:
         await conn.execute(links.update().where(links.c.id == row.id).values(**values))
+        link_cache = rt.caches.get("links")
+        if link_cache is not None:  # the sync fast path answers with the state: let it re-read
+            link_cache.drop((row.user_id, row.plain_id))
 
     payload = dict(data or {})
     payload.update(note=decision.note, from_state=row.state, to_state=new.state.value)
@@ -87,6 +92,11 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
     if incident_id is not None:
         payload["incident_id"] = incident_id
     await add_event(conn, user_id=row.user_id, link_id=row.id, kind=event_kind, data=payload, actor=actor, at=now)
+
+    if decision.changed and new.state.value != row.state:
+        await notify.enqueue(rt, conn, row=row, new_state=new.state.value, reason=decision.note,
+                             incident_id=incident_id,
+                             account_id=(extra_values or {}).get("unipile_account_id", row.unipile_account_id))
 
     if decision.alert:
         rt.metrics.alerts.labels(decision.alert[:60]).inc()
@@ -183,7 +193,7 @@ class AttemptRunner:
         now = utcnow()
         lease_until = now + timedelta(seconds=rt.settings.attempt_lease_s)
         free = sa.or_(links.c.lease_until.is_(None), links.c.lease_until < now)
-        async with rt.engine.connect() as conn:
+        async with reader(rt.engine) as conn:
             due = (await conn.execute(
                 sa.select(links.c.id, links.c.next_attempt_at)
                 .where(links.c.next_attempt_at <= now, free)

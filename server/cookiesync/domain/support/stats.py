@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from cookiesync.db.engine import reader
 from cookiesync.db.schema import incidents, links
 from cookiesync.domain.reconnect.policy import State
 
@@ -15,7 +16,7 @@ async def link_counts(conn) -> dict[str, int]:
 
 
 async def refresh_gauges(rt) -> None:
-    async with rt.engine.connect() as conn:
+    async with reader(rt.engine) as conn:
         for state, n in (await link_counts(conn)).items():
             rt.metrics.link_states.labels(state).set(n)
         open_now = (await conn.execute(sa.select(sa.func.count()).select_from(incidents)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from cookiesync.db.engine import reader
 from cookiesync.db.schema import devices, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event
@@ -160,7 +161,7 @@ async def device_for_token(rt, token: str) -> Device | None:
     cached = cache.get(token_hash)
     if cached is not None:
         return cached or None
-    async with rt.engine.connect() as conn:
+    async with reader(rt.engine) as conn:
         row = (await conn.execute(
             sa.select(devices.c.id, devices.c.user_id)
             .where(devices.c.token_hash == token_hash, devices.c.revoked_at.is_(None))

@@ -52,7 +52,7 @@ async def _seen_before(conn, source: str, raw: bytes, now) -> bool:
     """Unipile retries deliveries; the same body within the window is the same event."""
     digest = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()
     seen = (await conn.execute(sa.select(webhook_receipts.c.id).where(
-        webhook_receipts.c.body_hash == digest, webhook_receipts.c.received_at > now - DEDUPE_WINDOW)).first())
+        webhook_receipts.c.body_hash == digest, webhook_receipts.c.received_at > now - DEDUPE_WINDOW))).first()
     if seen:
         return True
     await conn.execute(webhook_receipts.insert().values(source=source, body_hash=digest, received_at=now))

@@ -1,0 +1,136 @@
+"""The service under test: the real app from ``create_app(settings)`` plus a few
+``/_bench`` routes, served by uvicorn in its own process.
+
+- ``POST /_bench/bare``: the limit the sync endpoint is measured against. Litestar
+  decodes the same body into the same msgspec Struct (``SyncIn``) and answers 204;
+  no auth, no database. Mounted in the same app, so both see the same
+  middleware, settings, event loop and server.
+- ``GET /_bench/stats``: sync outcome counters (to check each mix's real share
+  of changed cookies), attempt counters, cache sizes.
+- ``POST /_bench/sweep``: runs one real ``scheduler.sweep.sweep(rt)`` pass and
+  answers its wall time and this process's CPU time.
+
+The only change to the real path: the per-device sync rate limiter (120/min,
+an abuse guard for one browser) is replaced by the same class with a limit the
+benchmark never reaches; ``check()`` still runs on every request.
+
+Run: ``python -m benchmarks.app --settings settings.json --port P``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+
+import msgspec
+from litestar import Litestar, get, post
+
+from cookiesync.app import create_app
+from cookiesync.domain.sync.schemas import SyncIn
+from cookiesync.settings import Settings
+
+
+@post("/_bench/bare", status_code=204, include_in_schema=False, sync_to_thread=False)
+async def bare(data: SyncIn) -> None:
+    return None
+
+
+def _read_rss_kb() -> dict:
+    out = {}
+    with open(f"/proc/{os.getpid()}/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def build(settings: Settings) -> Litestar:
+    app = create_app(settings)
+    rt_holder: dict = {}
+
+    async def raise_rate_limit(app_: Litestar) -> None:
+        from cookiesync.domain.sync.services import RateLimiter
+
+        rt = app_.state.rt
+        rt.caches["sync_limiter"] = RateLimiter(limit=10**12, window_s=60)
+        rt_holder["rt"] = rt
+
+    app.on_startup.append(raise_rate_limit)
+
+    @get("/_bench/stats", include_in_schema=False, sync_to_thread=False)
+    def stats() -> dict:
+        rt = rt_holder["rt"]
+        reg = rt.metrics.registry
+
+        def val(name: str, labels: dict) -> float:
+            return reg.get_sample_value(name, labels) or 0.0
+
+        attempts = {}
+        for metric in rt.metrics.attempts.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    attempts[f"{s.labels['kind']}:{s.labels['outcome']}"] = s.value
+        return {
+            "pid": os.getpid(),
+            "unchanged": val("cookiesync_syncs_total", {"outcome": "unchanged"}),
+            "changed": val("cookiesync_syncs_total", {"outcome": "changed"}),
+            "attempts": attempts,
+            "attempts_made": rt.runner.attempts_made,
+            "inflight": len(rt.runner.inflight),
+            "caches": {k: len(getattr(v, "data", getattr(v, "hits", {}))) for k, v in rt.caches.items()},
+            "rss_kb": _read_rss_kb(),
+        }
+
+    @post("/_bench/sweep", status_code=200, include_in_schema=False)
+    async def run_sweep() -> dict:
+        from cookiesync.scheduler.sweep import sweep
+
+        rt = rt_holder["rt"]
+        made0 = rt.runner.attempts_made
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        result = await sweep(rt)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        return {"wall_s": wall, "cpu_s": cpu, "attempts": rt.runner.attempts_made - made0, "result": result}
+
+    @post("/_bench/cache-ttl", status_code=200, include_in_schema=False, sync_to_thread=False)
+    def cache_ttl(data: dict) -> dict:
+        """Set the TTL of the device-token and link caches (clearing them); for the
+        cold-cache figure, where every request misses as in production (one sync per
+        device every ``sync_interval_s``, far longer than the TTL)."""
+        from cookiesync.domain.sync.services import _link_cache, _token_cache
+
+        rt = rt_holder["rt"]
+        ttl = float(data.get("ttl_s", rt.settings.token_cache_ttl_s))
+        for cache in (_token_cache(rt), _link_cache(rt)):
+            cache.ttl = ttl
+            cache.data.clear()
+        return {"ttl_s": ttl}
+
+    @post("/_bench/gc", status_code=200, include_in_schema=False, sync_to_thread=False)
+    def collect() -> dict:
+        gc.collect()
+        return _read_rss_kb()
+
+    for handler in (bare, stats, run_sweep, cache_ttl, collect):
+        app.register(handler)
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--settings", required=True)
+    p.add_argument("--port", type=int, required=True)
+    args = p.parse_args()
+    with open(args.settings, "rb") as fh:
+        settings = msgspec.json.decode(fh.read(), type=Settings)
+    # Same server set-up as `cookiesync serve`: uvicorn, one worker, its default
+    # loop/parser (uvloop + httptools when installed), access log off (log_level=warning).
+    uvicorn.run(build(settings), host="127.0.0.1", port=args.port, log_level="warning", proxy_headers=False,
+                timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

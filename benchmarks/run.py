@@ -1,0 +1,437 @@
+"""cookiesync benchmarks: ``python -m benchmarks.run [--quick] [--backends sqlite,postgres]``.
+
+Every figure is a ratio against a limit measured in the same run, on the same
+server process, or a latency/memory figure with its goal. See README
+("Benchmarks") for what each row means. All traffic is to 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from benchmarks import data, load, procfs
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNC = "/v1/extension/sync"
+BARE = "/_bench/bare"
+STUB_KEY = "bench-unipile-key"
+
+
+@dataclass
+class Config:
+    name: str
+    devices: int          # paired through the real API, hammered by the load
+    run_s: int            # one wrk run
+    rounds: int           # alternating bare/sync pairs per mix
+    warm_s: int           # warm-up per endpoint before a mix (0: none)
+    rate: int             # constant-rate figure: requests/s ...
+    rate_s: float         # ... for this long, per mix
+    scale: list[int]      # total links for the scale figures
+    sweep_n: int
+    sweep_c: int
+    latency_ms: float = 100.0
+    budget_s: float = 1200.0
+    mixes: tuple = (("unchanged", 0.0), ("10% changed", 0.1), ("100% changed", 1.0))
+
+
+FULL = Config("full", devices=1000, run_s=6, rounds=3, warm_s=2, rate=1000, rate_s=10, scale=[10_000, 1_000_000],
+              sweep_n=10_000, sweep_c=32, budget_s=1320)
+QUICK = Config("quick", devices=100, run_s=1, rounds=1, warm_s=0, rate=1000, rate_s=2, scale=[10_000],
+               sweep_n=200, sweep_c=20, budget_s=100)
+
+
+@dataclass
+class Row:
+    backend: str
+    figure: str
+    value: str
+    goal: str = "—"
+    ok: bool | None = None   # None: information, no goal
+
+    @property
+    def verdict(self) -> str:
+        return "—" if self.ok is None else ("PASS" if self.ok else "MISS")
+
+
+@dataclass
+class Ctx:
+    cfg: Config
+    started: float = field(default_factory=time.monotonic)
+    rows: list[Row] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+    def left(self) -> float:
+        return self.cfg.budget_s - (time.monotonic() - self.started)
+
+    def say(self, msg: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {msg}", flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class Service:
+    """One cookiesync (bench app) process on a database of one kind, plus its Unipile stand-in."""
+
+    def __init__(self, kind: str, cfg: Config, workdir: Path) -> None:
+        self.kind, self.cfg, self.workdir = kind, cfg, workdir
+        self.procs: list[subprocess.Popen] = []
+        self.pg_name: str | None = None
+        self.engine = None
+
+    def start(self) -> None:
+        from cookiesync.cli import _apikey_create
+        from cookiesync.db.engine import migrate
+        from cookiesync.settings import Settings, ensure_local_secrets
+
+        if self.kind == "postgres":
+            self.pg_name, url = data.pg_create_database()
+        else:
+            url = f"sqlite+aiosqlite:///{self.workdir / 'data' / 'cookiesync.db'}"
+        self.stub_port, self.port = free_port(), free_port()
+        self.stub_url = f"http://127.0.0.1:{self.stub_port}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = Settings(mode="local", data_dir=str(self.workdir / "data"), database_url=url, port=self.port,
+                            public_url=self.url, unipile_dsn=self.stub_url, unipile_api_key=STUB_KEY,
+                            unipile_concurrency=self.cfg.sweep_c, scheduler="off", log_level="INFO")
+        self.settings = ensure_local_secrets(settings, say=lambda m: None)
+        migrate(url)
+        self.api_key = asyncio.run(_apikey_create(self.settings, "bench"))
+        (self.workdir / "settings.json").write_bytes(msgspec.json.encode(self.settings))
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.log = open(self.workdir / "server.log", "ab")
+        self.stub = subprocess.Popen([sys.executable, "-m", "benchmarks.unipile_stub", "--port", str(self.stub_port),
+                                      "--api-key", STUB_KEY], cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.procs.append(self.stub)
+        self.server = subprocess.Popen([sys.executable, "-m", "benchmarks.app", "--settings",
+                                        str(self.workdir / "settings.json"), "--port", str(self.port)],
+                                       cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.procs.append(self.server)
+        wait_http(self.stub_url + "/_sim/stats", self.stub)
+        wait_http(self.url + "/healthz", self.server)
+        self.pid = self.server.pid
+        self.http = httpx.Client(base_url=self.url, timeout=600)
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        if self.pg_name:
+            try:
+                data.pg_drop_database(self.pg_name)
+            except Exception as exc:  # pragma: no cover
+                print(f"could not drop {self.pg_name}: {exc}", file=sys.stderr)
+
+    # --- helpers ---
+    def stats(self) -> dict:
+        return self.http.get("/_bench/stats").json()
+
+    def db(self, fn, *args):
+        """Run `fn(engine, *args)` on a short-lived engine of our own."""
+        from cookiesync.db.engine import make_engine
+
+        async def go():
+            engine = make_engine(self.settings.database)
+            try:
+                return await fn(engine, *args)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+
+    def cpu(self) -> tuple[float, float]:
+        """(this server process's CPU s, its PostgreSQL backends' CPU s)."""
+        pg = 0.0
+        if self.pg_name:
+            pg = procfs.cpu_seconds_many(asyncio.run(data.pg_backend_pids(self.pg_name)))
+        return procfs.cpu_seconds(self.pid), pg
+
+
+# --- measurements ---------------------------------------------------------------------
+def measured(svc: Service, fn):
+    """Run fn() and return (its result, server CPU s, pg CPU s, sync outcome counts)."""
+    s0 = svc.stats()
+    c0, p0 = svc.cpu()
+    out = fn()
+    time.sleep(0.2)  # let the last group commit land inside the window
+    c1, p1 = svc.cpu()
+    s1 = svc.stats()
+    return out, c1 - c0, p1 - p0, {"changed": s1["changed"] - s0["changed"],
+                                   "unchanged": s1["unchanged"] - s0["unchanged"]}
+
+
+def wrk_run(ctx: Ctx, svc: Service, path: str, change: float, seconds: int, seed: int) -> dict:
+    res, cpu, pg, counts = measured(svc, lambda: load.run_wrk(svc.url, path, svc.devices_file, change, seconds,
+                                                             svc.workdir, seed=seed))
+    res["cpu_us"] = cpu / max(1, res["requests"]) * 1e6
+    res["pg_us"] = pg / max(1, res["requests"]) * 1e6
+    res.update(counts)
+    if path == SYNC and change > 0:
+        bad = asyncio.run(data.resend_cookies(svc.url, svc.devices))
+        if bad:
+            ctx.say(f"  warning: {bad} non-200 while resending base cookies")
+    return res
+
+
+def ratio_series(ctx: Ctx, svc: Service, change: float, label: str) -> dict:
+    cfg = ctx.cfg
+    if cfg.warm_s:
+        wrk_run(ctx, svc, BARE, change, cfg.warm_s, seed=99)
+        wrk_run(ctx, svc, SYNC, change, cfg.warm_s, seed=98)
+    runs: dict[str, list[dict]] = {"bare": [], "sync": []}
+    for r in range(cfg.rounds):
+        order = ("bare", "sync") if r % 2 == 0 else ("sync", "bare")
+        for ep in order:
+            res = wrk_run(ctx, svc, BARE if ep == "bare" else SYNC, change, cfg.run_s, seed=r * 2 + (ep == "sync"))
+            runs[ep].append(res)
+            ctx.say(f"  {label:<28} {ep:<4} {res['rps']:8.0f} req/s  p50 {res['p50_us'] / 1000:5.2f} ms  "
+                    f"p99 {res['p99_us'] / 1000:6.2f} ms  cpu {res['cpu_us']:6.1f} µs/req"
+                    + (f" (+pg {res['pg_us']:.0f})" if svc.pg_name else "")
+                    + (f"  non-2xx/err {res['errors']}" if res["errors"] else "")
+                    + (f"  changed {res['changed'] / max(1, res['changed'] + res['unchanged']):.0%}"
+                       if ep == "sync" else ""))
+
+    def med(ep: str, key: str) -> float:
+        return statistics.median(x[key] for x in runs[ep])
+
+    out = {k: {key: med(k, key) for key in ("rps", "p50_us", "p99_us", "cpu_us", "pg_us")} for k in runs}
+    sync_total = sum(x["changed"] + x["unchanged"] for x in runs["sync"])
+    out["changed_share"] = sum(x["changed"] for x in runs["sync"]) / max(1, sync_total)
+    out["errors"] = sum(x["errors"] for k in runs for x in runs[k])
+    out["ratio"] = out["sync"]["rps"] / out["bare"]["rps"]
+    out["runs"] = runs
+    return out
+
+
+def rate_run(ctx: Ctx, svc: Service, change: float) -> dict:
+    cfg = ctx.cfg
+    cmd = [sys.executable, "-m", "benchmarks.load", "rate", "--port", str(svc.port), "--devices",
+           str(svc.devices_file), "--change", str(change), "--rate", str(cfg.rate), "--duration", str(cfg.rate_s)]
+
+    def go():
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=cfg.rate_s + 60)
+        for line in proc.stdout.splitlines():
+            if line.startswith("BENCHJSON "):
+                return json.loads(line[10:])
+        raise RuntimeError(f"rate generator failed: {proc.stderr[-800:]}")
+
+    res, cpu, pg, counts = measured(svc, go)
+    res["cpu_us"] = cpu / max(1, res["completed"]) * 1e6
+    res["pg_us"] = pg / max(1, res["completed"]) * 1e6
+    res.update(counts)
+    if change > 0:
+        asyncio.run(data.resend_cookies(svc.url, svc.devices))
+    return res
+
+
+def fmt_ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def ingest_rows(kind: str, label: str, r: dict, goal: float | None, extra: str = "") -> list[Row]:
+    value = (f"{r['ratio']:.2f} ({r['sync']['rps']:,.0f} / {r['bare']['rps']:,.0f} req/s; "
+             f"p50 {fmt_ms(r['sync']['p50_us'])}/{fmt_ms(r['bare']['p50_us'])} ms, "
+             f"p99 {fmt_ms(r['sync']['p99_us'])}/{fmt_ms(r['bare']['p99_us'])} ms; "
+             f"CPU {r['sync']['cpu_us']:.0f}/{r['bare']['cpu_us']:.0f} µs/req"
+             + (f" +pg {r['sync']['pg_us']:.0f}" if r['sync']['pg_us'] else "")
+             + f"; {r['changed_share']:.0%} changed{extra})")
+    if r["errors"]:
+        value += f" [{r['errors']} errors]"
+    ok = None if goal is None else (r["ratio"] >= goal and not r["errors"])
+    return [Row(kind, f"ingest {label}: sync/bare req/s", value, f"≥ {goal:.2f}" if goal else "—", ok)]
+
+
+def bench_backend(ctx: Ctx, kind: str) -> None:
+    cfg = ctx.cfg
+    workdir = Path(tempfile.mkdtemp(prefix=f"cs-bench-{kind}-"))
+    svc = Service(kind, cfg, workdir)
+    ctx.say(f"== {kind}: starting service ({workdir})")
+    try:
+        svc.start()
+        t = time.monotonic()
+        svc.devices = asyncio.run(data.pair_devices(svc.url, svc.api_key, cfg.devices))
+        n = svc.db(data.mark_connected)
+        svc.devices_file = workdir / "devices.txt"
+        load.write_devices_file(svc.devices_file, svc.devices)
+        ctx.say(f"{kind}: {len(svc.devices)} devices paired through the API, {n} links set connected "
+                f"({time.monotonic() - t:.1f}s)")
+
+        # 1. sync ingest, three mixes, alternating with the bare endpoint
+        base = None
+        for label, change in cfg.mixes:
+            r = ratio_series(ctx, svc, change, label)
+            ctx.raw.setdefault(kind, {})[f"ingest {label}"] = r
+            goal = {"unchanged": 0.80, "100% changed": 0.60}.get(label)
+            ctx.rows += ingest_rows(kind, f"{label} ({len(svc.devices)} links)", r, goal)
+            if change == 0:
+                base = r
+
+        # 1b. p99 at a steady rate
+        for label, change in cfg.mixes:
+            r = rate_run(ctx, svc, change)
+            ctx.raw[kind][f"rate {label}"] = r
+            ctx.say(f"  {cfg.rate} req/s {label:<14} p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} max "
+                    f"{r['max_ms']:.1f} ms  achieved {r['achieved_rps']:.0f}/s  statuses {r['statuses']} "
+                    f"errors {r['errors']}  cpu {r['cpu_us']:.0f} µs/req")
+            ok = r["p99_ms"] < 25 and r["errors"] == 0 and r["missing"] == 0 and set(r["statuses"]) == {200}
+            ctx.rows.append(Row(kind, f"p99 at steady {cfg.rate} req/s, {label}",
+                                f"{r['p99_ms']:.1f} ms (p50 {r['p50_ms']:.1f}, max {r['max_ms']:.0f} ms; "
+                                f"{r['achieved_rps']:.0f} req/s done; CPU {r['cpu_us']:.0f} µs/req)"
+                                + ("" if set(r["statuses"]) == {200} else f" statuses {r['statuses']}"),
+                                "< 25 ms", ok))
+
+        # 2. scale of the data: unchanged mix with more links in the table
+        for total in cfg.scale:
+            if ctx.left() < 120 and cfg.name == "full":
+                ctx.rows.append(Row(kind, f"ingest unchanged at {total:,} links", "skipped: time budget", "≥ 0.80",
+                                    False))
+                continue
+            have = svc.db(data.count_links)
+            t = time.monotonic()
+            svc.db(data.bulk_links, have + 1, total - have)
+            ctx.say(f"{kind}: bulk-inserted {total - have:,} links ({time.monotonic() - t:.1f}s); now "
+                    f"{svc.db(data.count_links):,}")
+            r = ratio_series(ctx, svc, 0.0, f"unchanged @{total:,}")
+            ctx.raw[kind][f"ingest unchanged @{total}"] = r
+            growth = r["sync"]["cpu_us"] / base["sync"]["cpu_us"] - 1
+            ctx.rows += ingest_rows(kind, f"unchanged ({total:,} links)", r, 0.80)
+            ctx.rows.append(Row(kind, f"sync CPU/req at {total:,} vs {len(svc.devices):,} links",
+                                f"{growth:+.1%} ({r['sync']['cpu_us']:.0f} vs {base['sync']['cpu_us']:.0f} µs)",
+                                "≤ +10%", growth <= 0.10))
+
+        # 3. reconnect sweep
+        t = time.monotonic()
+        svc.db(lambda engine: data.insert_sweep_links(engine, _keyring(svc), svc.settings.signing_secret,
+                                                      cfg.sweep_n))
+        ctx.say(f"{kind}: {cfg.sweep_n:,} links in due incidents inserted ({time.monotonic() - t:.1f}s)")
+        httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": cfg.latency_ms}, timeout=5)
+        res, cpu, pg, _ = measured(svc, lambda: svc.http.post("/_bench/sweep").json())
+        outcome = svc.db(data.sweep_outcome)
+        ideal = cfg.sweep_n * cfg.latency_ms / 1000 / cfg.sweep_c
+        eff = ideal / res["wall_s"]
+        ctx.raw[kind]["sweep"] = dict(res, outcome=outcome, ideal_s=ideal, proc_cpu_s=cpu, pg_cpu_s=pg)
+        ctx.say(f"  sweep: {res['attempts']} attempts in {res['wall_s']:.1f}s (ideal {ideal:.1f}s) -> {eff:.2f}; "
+                f"cpu {res['cpu_s'] / max(1, res['attempts']) * 1e3:.2f} ms/attempt; outcome {outcome}")
+        all_ok = res["attempts"] == cfg.sweep_n and outcome.get("connected", 0) == cfg.sweep_n
+        ctx.rows.append(Row(kind, f"sweep: ideal/wall, N={cfg.sweep_n:,}, C={cfg.sweep_c}, Unipile 100 ms",
+                            f"{eff:.2f} ({res['wall_s']:.1f} s vs ideal {ideal:.1f} s; "
+                            f"{res['attempts']:,} attempts" + ("" if all_ok else f"; outcome {outcome}") + ")",
+                            "≥ 0.90", eff >= 0.90 and all_ok))
+        ctx.rows.append(Row(kind, "sweep: CPU per attempt",
+                            f"{res['cpu_s'] / max(1, res['attempts']) * 1e3:.2f} ms"
+                            + (f" (+pg {pg / max(1, res['attempts']) * 1e3:.2f} ms)" if svc.pg_name else "")))
+
+        # 4. memory after the sweep
+        links_now = svc.db(data.count_links)
+        mem = procfs.memory_kb(svc.pid)
+        ctx.raw[kind]["memory_kb"] = dict(mem, links=links_now)
+        ctx.rows.append(Row(kind, f"service RSS after the sweep, {links_now:,} links",
+                            f"{mem['VmRSS'] / 1024:.0f} MiB (peak {mem['VmHWM'] / 1024:.0f} MiB)"))
+    except Exception as exc:
+        ctx.say(f"{kind}: FAILED: {type(exc).__name__}: {exc}")
+        ctx.rows.append(Row(kind, "benchmark run", f"failed: {type(exc).__name__}: {str(exc)[:120]}", "completes",
+                            False))
+        log = workdir / "server.log"
+        if log.exists():
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+    finally:
+        svc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _keyring(svc: Service):
+    from cookiesync.security import KeyRing
+
+    return KeyRing(svc.settings.encryption_keys)
+
+
+def print_table(rows: list[Row]) -> str:
+    head = ("backend", "figure", "value", "goal", "result")
+    cells = [head] + [(r.backend, r.figure, r.value, r.goal, r.verdict) for r in rows]
+    lines = ["| " + " | ".join(c) + " |" for c in cells]
+    lines.insert(1, "|" + "|".join("---" for _ in head) + "|")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
+    p.add_argument("--backends", default="sqlite,postgres")
+    p.add_argument("--json", help="also write every measurement to this file")
+    args = p.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    if not load.wrk_path():
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    ctx = Ctx(cfg)
+    ctx.say(f"cookiesync benchmarks ({cfg.name}); server and load share {os.cpu_count()} cores; "
+            f"Unipile: {'simulator' if _sim() else 'stand-in stub (benchmarks/unipile_stub.py)'}")
+    for kind in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        if kind == "postgres":
+            try:
+                asyncio.run(data._pg_admin("SELECT 1"))
+            except Exception as exc:
+                ctx.rows.append(Row(kind, "benchmark run", f"PostgreSQL not reachable: {type(exc).__name__}",
+                                    "completes", False))
+                continue
+        if ctx.left() < 30:
+            ctx.rows.append(Row(kind, "benchmark run", "skipped: time budget", "completes", False))
+            continue
+        bench_backend(ctx, kind)
+    table = print_table(ctx.rows)
+    print(f"\n## cookiesync benchmarks ({cfg.name} run, {time.monotonic() - ctx.started:.0f} s)\n")
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": [r.__dict__ for r in ctx.rows], "raw": ctx.raw},
+                                              default=str, indent=1))
+    misses = sum(r.ok is False for r in ctx.rows)
+    print(f"\n{sum(r.ok is True for r in ctx.rows)} PASS, {misses} MISS")
+    return 0
+
+
+def _sim() -> bool:
+    from benchmarks.unipile_stub import simulator_available
+
+    return simulator_available()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,886 @@
+"""The support console over real sockets: staff login (sessions, CSRF, lock-out), every
+page and action, the JSON API, and that no cookie value or token ever reaches a page.
+
+The service under test talks to a Unipile that is not there (a closed port): every
+connect/reconnect attempt fails at once as a transient network error, which is exactly
+what a "failed incident" needs, without depending on the simulator."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import sqlalchemy as sa
+
+from cookiesync.db.schema import api_keys, devices, events, links, outbox, staff_sessions
+from tests.conftest import make_settings, need, postgres_available, start_service
+
+PASSWORD = "correct horse battery staple"
+DEAD_UNIPILE = "http://127.0.0.1:9"  # nothing listens: attempts fail fast (transient)
+_ips = itertools.count(10)
+
+
+# --- helpers (also used by tests/e2e/test_support_console_chromium.py) ----------------------
+def fresh_ip() -> str:
+    """A distinct client address per staff client (the service trusts X-Forwarded-For from
+    127.0.0.1), so one test's per-IP login throttle never touches another's."""
+    n = next(_ips)
+    return f"198.51.{n // 250}.{n % 250 + 1}"
+
+
+def add_staff(svc, email: str, role: str, password: str = PASSWORD) -> None:
+    from cookiesync.domain.support.staff import add_staff as add
+
+    asyncio.run(add(svc.settings, email, role, password))
+
+
+class StaffClient:
+    """A browser-like client: a cookie jar, its own client IP, CSRF tokens read from pages."""
+
+    def __init__(self, svc, ip: str | None = None) -> None:
+        self.svc = svc
+        self.ip = ip or fresh_ip()
+        self.http = httpx.Client(base_url=svc.url, follow_redirects=False, timeout=30,
+                                 headers={"X-Forwarded-For": self.ip})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return self.http.get(path, **kw)
+
+    def login_form_token(self) -> str:
+        page = self.http.get("/support/login")
+        assert page.status_code == 200, page.text
+        return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+    def login(self, email: str, password: str = PASSWORD, next_url: str = "/support/") -> httpx.Response:
+        token = self.login_form_token()
+        return self.http.post("/support/login", data={"email": email, "password": password, "csrf_token": token,
+                                                       "next": next_url})
+
+    def csrf(self) -> str:
+        page = self.http.get("/support/")
+        assert page.status_code == 200, page.status_code
+        return re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+    def post(self, path: str, data: dict | None = None, csrf: str | bool = True) -> httpx.Response:
+        body = dict(data or {})
+        if csrf is True:
+            body["csrf_token"] = self.csrf()
+        elif isinstance(csrf, str):
+            body["csrf_token"] = csrf
+        return self.http.post(path, data=body)
+
+    def api(self, method: str, path: str, csrf: bool = True, **kw) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if csrf and method.upper() != "GET":
+            headers["X-CSRF-Token"] = self.http.get("/v1/support/me").json()["csrf_token"]
+        return self.http.request(method, path, headers=headers, **kw)
+
+
+def logged_in(svc, email: str) -> StaffClient:
+    client = StaffClient(svc)
+    r = client.login(email)
+    assert r.status_code == 303, r.text
+    return client
+
+
+def link_id(svc, user_id: str, plain_id: str) -> int:
+    async def q(conn):
+        return (await conn.execute(sa.select(links.c.id).where(links.c.user_id == user_id,
+                                                               links.c.plain_id == plain_id))).scalar_one()
+
+    return svc.db(q)
+
+
+def link_row(svc, lid: int) -> dict:
+    async def q(conn):
+        return dict((await conn.execute(sa.select(links).where(links.c.id == lid))).one()._mapping)
+
+    return svc.db(q)
+
+
+def link_events(svc, lid: int, kind: str | None = None) -> list[dict]:
+    async def q(conn):
+        query = sa.select(events).where(events.c.link_id == lid).order_by(events.c.id)
+        if kind:
+            query = query.where(events.c.kind == kind)
+        return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    return svc.db(q)
+
+
+def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
+
+
+def make_link(svc, user_id: str, plain_id: str, li_at: str, li_a: str | None = None,
+              email: str | None = "") -> tuple[int, str]:
+    """A user, a paired device and one synced cookie; waits for the first (failing) attempt."""
+    svc.new_user(user_id, email=f"{user_id}@example.com" if email == "" else email)
+    token = svc.pair(user_id, version="1.4.2")
+    r = svc.sync(token, li_at=li_at, li_a=li_a, plain_id=plain_id)
+    assert r.status_code == 200, r.text
+    lid = link_id(svc, user_id, plain_id)
+    wait_for(lambda: link_events(svc, lid, "attempt"))
+    return lid, token
+
+
+def disconnect(svc, lid: int, account_id: str) -> None:
+    """Give the link a Unipile account, then apply Unipile's CREDENTIALS status to it the way the
+    account-status webhook does (same policy event, same history row): a reconnect incident opens
+    and its first attempt, against the absent Unipile, fails."""
+    from cookiesync.domain.reconnect import policy
+    from cookiesync.domain.reconnect.services import apply_event
+
+    async def q(conn):
+        await conn.execute(links.update().where(links.c.id == lid).values(
+            unipile_account_id=account_id, state="connected", incident_started_at=None, next_attempt_at=None,
+            next_slot=0, attempts_in_incident=0))  # the open connect incident, if any, gets superseded
+        row = (await conn.execute(sa.select(links).where(links.c.id == lid))).one()
+        data = {"message": "CREDENTIALS", "unipile_account_id": account_id, "duplicate": False}
+        return await apply_event(svc.rt, conn, row, policy.WebhookStatus("CREDENTIALS"), trigger="webhook",
+                                 event_kind="webhook", data=data)
+
+    before = len(link_events(svc, lid, "attempt"))
+    assert svc.db(q).attempt_now
+    kick(svc)
+    wait_for(lambda: len(link_events(svc, lid, "attempt")) > before)
+
+
+def kick(svc) -> None:
+    """Wake the service's attempt runner from the test thread (the sweep would, a moment later)."""
+    runner = svc.rt.runner
+    runner.task.get_loop().call_soon_threadsafe(runner.kick)
+
+
+def queue_email(svc, lid: int) -> int:
+    """Write the give-up email for a link the way the service does (outbox, same renderer)."""
+    from cookiesync.domain.reconnect import policy
+    from cookiesync.domain.reconnect.services import write_email
+
+    async def q(conn):
+        row = (await conn.execute(sa.select(links).where(links.c.id == lid))).one()
+        await write_email(svc.rt, conn, row, policy.Email.GAVE_UP, row.incident_id, datetime.now(timezone.utc))
+        return (await conn.execute(sa.select(sa.func.max(outbox.c.id)).where(outbox.c.link_id == lid))).scalar()
+
+    return svc.db(q)
+
+
+def start_console(tmp_path: Path, **overrides):
+    settings = make_settings(tmp_path, **({"unipile_dsn": DEAD_UNIPILE, "unipile_api_key": "none",
+                                           "trusted_proxies": "127.0.0.1", "sweep_interval_s": 0.5} | overrides))
+    svc = start_service(settings)
+    add_staff(svc, "op@example.com", "operator")
+    add_staff(svc, "viewer@example.com", "viewer")
+    return svc
+
+
+def stop(svc) -> None:
+    svc.http.close()
+    svc.server.stop()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    svc = start_console(tmp_path_factory.mktemp("support"))
+    yield svc
+    stop(svc)
+
+
+@pytest.fixture
+def op(console):
+    client = logged_in(console, "op@example.com")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def viewer(console):
+    client = logged_in(console, "viewer@example.com")
+    yield client
+    client.close()
+
+
+PAGES = ["/support/", "/support/links", "/support/links?state=pending", "/support/outbox"]
+_seq = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_seq)}"
+
+
+# --- sign-in, sessions -------------------------------------------------------------------------
+def test_anonymous_is_sent_to_the_login_page(console) -> None:
+    lid, _ = make_link(console, unique("anon"), "7001", "AQEDAR-anon-cookie-7001")
+    anon = StaffClient(console)
+    for path in PAGES + [f"/support/links/{lid}", "/support/outbox/1"]:
+        r = anon.get(path)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/support/login?next=/support"), (path, r.headers["location"])
+    r = anon.get("/support/links?state=pending")
+    assert r.headers["location"] == "/support/login?next=/support/links%3Fstate%3Dpending"
+    for path in [f"/support/links/{lid}/actions/retry", "/support/devices/x/revoke", "/support/outbox/1/resend",
+                 "/support/logout"]:
+        r = anon.http.post(path, data={"csrf_token": "x"})
+        assert r.status_code == 303 and r.headers["location"].startswith("/support/login"), path
+    assert link_events(console, lid, "staff_action") == []
+    for path in ["/v1/support/overview", "/v1/support/links", f"/v1/support/links/{lid}", "/v1/support/outbox",
+                 "/v1/support/me"]:
+        r = anon.get(path)
+        assert r.status_code == 401 and r.json()["detail"], path
+    r = anon.http.post(f"/v1/support/links/{lid}/actions/retry")
+    assert r.status_code == 401
+    # the login page works anonymously and carries its own CSRF token
+    page = anon.get("/support/login?next=/support/outbox")
+    assert page.status_code == 200 and 'name="csrf_token"' in page.text and 'value="/support/outbox"' in page.text
+    assert "Content-Security-Policy" in page.headers and page.headers["X-Frame-Options"] == "DENY"
+
+
+def test_login_session_cookie_and_logout(console) -> None:
+    client = StaffClient(console)
+    r = client.login("OP@Example.com ", next_url="/support/outbox")
+    assert r.status_code == 303 and r.headers["location"] == "/support/outbox"
+    set_cookie = r.headers.get_list("set-cookie")
+    session = next(c for c in set_cookie if c.startswith("cookiesync_staff="))
+    assert "HttpOnly" in session and "samesite=lax" in session.lower() and "Path=/" in session
+    assert "Secure" not in session  # local mode over plain HTTP; production: see below
+    value = session.split(";", 1)[0].split("=", 1)[1]
+    assert len(value) >= 40
+
+    async def stored(conn):
+        return (await conn.execute(sa.select(staff_sessions.c.id_hash))).scalars().all()
+
+    hashes = console.db(stored)
+    assert hashlib.sha256(value.encode()).hexdigest() in hashes and value not in hashes
+
+    assert client.get("/support/outbox").status_code == 200
+    me = client.get("/v1/support/me").json()
+    assert me["principal"] == "staff:op@example.com" and me["role"] == "operator" and me["can_act"] is True
+    # an open redirect is not possible through ?next=
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "/support/login"):
+        other = StaffClient(console)
+        assert other.login("op@example.com", next_url=target).headers["location"] == "/support/", target
+        other.close()
+
+    # logging out needs the CSRF token too, then ends the session server-side
+    assert client.post("/support/logout", csrf=False).status_code == 403
+    out = client.post("/support/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/support/login"
+    assert hashlib.sha256(value.encode()).hexdigest() not in console.db(stored)
+    replay = httpx.get(console.url + "/support/", cookies={"cookiesync_staff": value}, follow_redirects=False)
+    assert replay.status_code == 303
+    client.close()
+
+
+def test_idle_and_expired_sessions_end(console, monkeypatch) -> None:
+    from cookiesync.domain.support import staff
+
+    client = logged_in(console, "viewer@example.com")
+    assert client.get("/support/").status_code == 200
+    monkeypatch.setattr(staff.POLICY, "idle_timeout", timedelta(0))
+    assert client.get("/support/").status_code == 303
+    monkeypatch.undo()
+    assert client.get("/support/").status_code == 200
+
+    async def expire(conn):
+        await conn.execute(staff_sessions.update().values(expires_at=datetime.now(timezone.utc) - timedelta(1)))
+
+    console.db(expire)
+    assert client.get("/support/").status_code == 303
+    assert client.get("/v1/support/me").status_code == 401
+    client.close()
+
+
+def test_wrong_password_and_login_form_csrf(console) -> None:
+    client = StaffClient(console)
+    bad = client.login("op@example.com", password="not the password")
+    assert bad.status_code == 401 and "wrong email or password" in bad.text and "cookiesync_staff=" not in \
+        bad.headers.get("set-cookie", "")
+    unknown = client.login("nobody@example.com", password="whatever it is")
+    assert unknown.status_code == 401 and "wrong email or password" in unknown.text
+    # the login form without its token (or with another browser's) is refused before any password check
+    token = client.login_form_token()
+    r = client.http.post("/support/login", data={"email": "op@example.com", "password": PASSWORD})
+    assert r.status_code == 403
+    stranger = StaffClient(console)
+    r = stranger.http.post("/support/login", data={"email": "op@example.com", "password": PASSWORD,
+                                                   "csrf_token": token})
+    assert r.status_code == 403
+    assert client.login("op@example.com").status_code == 303
+    client.close()
+    stranger.close()
+
+
+def test_lockout_after_repeated_failures_per_email(console) -> None:
+    from cookiesync.domain.support import staff
+
+    add_staff(console, "locked@example.com", "viewer")
+    attacker = StaffClient(console)
+    for _ in range(staff.POLICY.email_limit):
+        assert attacker.login("locked@example.com", password="guess-guess-guess").status_code == 401
+    # now even the right password is refused, from this address and from any other
+    r = attacker.login("locked@example.com")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 60 and "too many failed sign-ins" in r.text
+    elsewhere = StaffClient(console)
+    assert elsewhere.login("locked@example.com").status_code == 429
+    # other staff are not locked out by it
+    assert elsewhere.login("viewer@example.com").status_code == 303
+    attacker.close()
+    elsewhere.close()
+
+
+def test_lockout_per_ip(console, monkeypatch) -> None:
+    from cookiesync.domain.support import staff
+
+    monkeypatch.setattr(staff.POLICY, "ip_limit", 6)
+    attacker = StaffClient(console)
+    for i in range(6):  # a different email each time: only the IP counter reaches its limit
+        assert attacker.login(f"spray{i}@example.com", password="password123456").status_code == 401
+    assert attacker.login("op@example.com").status_code == 429
+    assert StaffClient(console).login("op@example.com").status_code == 303  # another address is fine
+    attacker.close()
+
+
+def test_sessions_live_in_the_database_and_work_on_another_instance(console, tmp_path) -> None:
+    client = logged_in(console, "viewer@example.com")
+    cookie = client.http.cookies["cookiesync_staff"]
+    second = start_service(msgspec.structs.replace(console.settings, port=0, public_url=""))
+    try:
+        r = httpx.get(second.url + "/support/links", cookies={"cookiesync_staff": cookie},
+                      headers={"X-Forwarded-For": client.ip}, follow_redirects=False)
+        assert r.status_code == 200 and "viewer@example.com" in r.text
+    finally:
+        stop(second)
+    client.close()
+
+
+def test_production_mode_sets_secure_host_cookies(tmp_path) -> None:
+    from cookiesync.security import new_key_entry
+
+    svc = start_console(tmp_path, mode="production", database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+                        encryption_keys=new_key_entry("k1"), signing_secret="s" * 40, webhook_secret="w" * 30,
+                        hosted_auth_secret="h" * 30)
+    try:
+        client = StaffClient(svc)
+        page = client.get("/support/login")
+        pre = page.headers["set-cookie"]
+        assert pre.startswith("__Host-cookiesync_login=") and "Secure" in pre and "samesite=strict" in pre.lower()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        prelogin = pre.split(";", 1)[0].split("=", 1)[1]
+        r = client.http.post("/support/login", data={"email": "op@example.com", "password": PASSWORD,
+                                                     "csrf_token": token},
+                             headers={"Cookie": f"__Host-cookiesync_login={prelogin}"})
+        assert r.status_code == 303
+        session = next(c for c in r.headers.get_list("set-cookie") if c.startswith("__Host-cookiesync_staff="))
+        assert "Secure" in session and "HttpOnly" in session and "Path=/" in session and "Domain" not in session
+        client.close()
+    finally:
+        stop(svc)
+
+
+def test_cli_staff_add_and_disable(console) -> None:
+    env = dict(os.environ) | {"COOKIESYNC_DATA_DIR": console.settings.data_dir,
+                              "COOKIESYNC_DATABASE_URL": console.settings.database}
+    cli = [sys.executable, "-m", "cookiesync.cli", "staff"]
+    short = subprocess.run(cli + ["add", "cli@example.com"], input="short\n", env=env, capture_output=True,
+                           text=True)
+    assert short.returncode != 0 and "at least 10" in short.stderr
+    added = subprocess.run(cli + ["add", "cli@example.com", "--role", "operator"], input=PASSWORD + "\n", env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    assert PASSWORD not in added.stdout + added.stderr
+    client = logged_in(console, "cli@example.com")
+    assert client.get("/v1/support/me").json()["role"] == "operator"
+    disabled = subprocess.run(cli + ["disable", "cli@example.com"], env=env, capture_output=True, text=True,
+                              timeout=60)
+    assert disabled.returncode == 0 and "disabled 1" in disabled.stdout
+    # the open session ends at once, and the password no longer works
+    assert client.get("/support/").status_code == 303
+    assert StaffClient(console).login("cli@example.com").status_code == 401
+    client.close()
+
+
+# --- permissions, CSRF --------------------------------------------------------------------------------------
+def test_viewer_reads_everything_but_cannot_act(console, viewer) -> None:
+    lid, _ = make_link(console, unique("view"), "7101", "AQEDAR-viewer-cookie-7101")
+    for path in PAGES + [f"/support/links/{lid}"]:
+        r = viewer.get(path)
+        assert r.status_code == 200, path
+    page = viewer.get(f"/support/links/{lid}").text
+    assert 'id="act-retry"' not in page and 'id="viewer-note"' in page and "/revoke" not in page
+    for action in ["retry", "stop", "disable", "enable", "resend-email"]:
+        r = viewer.post(f"/support/links/{lid}/actions/{action}")
+        assert r.status_code == 403 and "viewer" in r.text, action
+    device = link_row(console, lid)
+    r = viewer.post("/support/devices/whatever/revoke")
+    assert r.status_code == 403
+    r = viewer.api("POST", f"/v1/support/links/{lid}/actions/retry")
+    assert r.status_code == 403 and "operator" in r.json()["detail"]
+    assert link_events(console, lid, "staff_action") == []
+    assert link_row(console, lid)["state"] == device["state"]
+
+
+def test_missing_or_wrong_csrf_token_is_refused(console, op) -> None:
+    lid, _ = make_link(console, unique("csrf"), "7201", "AQEDAR-csrf-cookie-7201")
+    for csrf in (False, "", "0" * 64):
+        r = op.post(f"/support/links/{lid}/actions/disable", csrf=csrf)
+        assert r.status_code == 403 and "security token" in r.text
+    # another staff member's token does not work either
+    other = logged_in(console, "viewer@example.com")
+    r = op.post(f"/support/links/{lid}/actions/disable", csrf=other.csrf())
+    assert r.status_code == 403
+    other.close()
+    assert op.api("POST", f"/v1/support/links/{lid}/actions/disable", csrf=False).status_code == 403
+    r = op.api("POST", f"/v1/support/links/{lid}/actions/disable",
+               csrf=False, headers={"X-CSRF-Token": "nope"})
+    assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+    assert link_row(console, lid)["state"] != "disabled"
+    assert link_events(console, lid, "staff_action") == []
+
+
+# --- pages -----------------------------------------------------------------------------------------
+def test_overview_page_and_api(console, op) -> None:
+    make_link(console, unique("ov"), "7301", "AQEDAR-overview-cookie-7301")
+    wait_for(lambda: op.get("/v1/support/overview").json()["sweep"]["last_run_at"])
+    o = op.get("/v1/support/overview").json()
+    assert o["links_total"] >= 1 and o["links_by_state"]["pending"] >= 1
+    assert set(o["links_by_state"]) == {"pending", "connected", "reconnecting", "needs_user", "checkpoint",
+                                        "disabled"}
+    assert o["open_incidents"] >= 1
+    assert o["last_24h"]["attempts"] >= 1 and o["last_24h"]["failed"] >= 1
+    assert o["sweep"]["this_instance_leads"] is True and o["sweep"]["owner"] == o["sweep"]["this_instance"]
+    assert len(o["attempts_per_hour"]) == 24 and sum(b["failed"] for b in o["attempts_per_hour"]) >= 1
+    page = op.get("/support/")
+    assert page.status_code == 200
+    html = page.text
+    assert 'id="attempts-chart"' in html and "<svg" in html and 'class="bar"' in html
+    assert 'id="sweep-leader"' in html and "Incidents open" in html and 'id="outbox-waiting"' in html
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT[^"]+Z" title="[^"]+ \(UTC\)">', html)
+    assert '<script src="/support/static/console.js" defer></script>' in html
+    js = op.get("/support/static/console.js")
+    assert js.status_code == 200 and "toLocaleString" in js.text and js.headers["content-type"].startswith(
+        "text/javascript")
+    assert op.get("/support/static/console.css").status_code == 200
+    assert op.get("/support/static/..%2Fpages.py").status_code == 404
+
+
+def test_links_list_filters_and_pagination(console, op) -> None:
+    tag = unique("list")
+    ids = {}
+    for i in range(5):
+        lid, _ = make_link(console, f"{tag}-u{i}", f"81{i:02d}", f"AQEDAR-list-cookie-{tag}-{i}")
+        ids[i] = lid
+    disconnect(console, ids[3], f"acc-{tag}-3")
+    # filters, on the page and in the API
+    by_user = op.get(f"/support/links?user_id={tag}-u1")
+    assert by_user.status_code == 200 and re.findall(r'data-link-id="(\d+)"', by_user.text) == [str(ids[1])]
+    by_email = op.get(f"/v1/support/links?email={tag}-u2@example.com").json()["items"]
+    assert [i["id"] for i in by_email] == [ids[2]] and by_email[0]["email"] == f"{tag}-u2@example.com"
+    by_plain = op.get("/v1/support/links?plain_id=8104").json()["items"]
+    assert ids[4] in [i["id"] for i in by_plain]
+    by_account = op.get(f"/support/links?account_id=acc-{tag}-3")
+    assert re.findall(r'data-link-id="(\d+)"', by_account.text) == [str(ids[3])]
+    assert 'data-state="reconnecting"' in by_account.text
+    assert re.search(r"attempt 1 of 5, next at <time", by_account.text)
+    reconnecting = op.get("/v1/support/links?state=reconnecting").json()["items"]
+    assert ids[3] in [i["id"] for i in reconnecting] and all(i["state"] == "reconnecting" for i in reconnecting)
+    item = next(i for i in reconnecting if i["id"] == ids[3])
+    assert item["incident"]["attempts_made"] == 1 and item["incident"]["attempts_planned"] == 5
+    assert item["incident"]["next_attempt_at"] and item["cookie_stale"] is False
+    today = datetime.now(timezone.utc).date()
+    in_range = op.get(f"/v1/support/links?user_id={tag}-u0&from={today}&to={today}").json()["items"]
+    assert [i["id"] for i in in_range] == [ids[0]]
+    yesterday = today - timedelta(days=1)
+    assert op.get(f"/v1/support/links?user_id={tag}-u0&to={yesterday}").json()["items"] == []
+    # keyset pagination: every link exactly once, newest activity first
+    seen, cursor = [], None
+    while True:
+        page = op.get("/v1/support/links", params={"limit": 2} | ({"cursor": cursor} if cursor else {})).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) and set(ids.values()) <= set(seen)
+    total = op.get("/v1/support/overview").json()["links_total"]
+    assert len(seen) == total
+    asc = op.get("/v1/support/links?order=asc&limit=200").json()["items"]
+    assert [i["id"] for i in asc] == list(reversed(seen))
+    html = op.get("/support/links?limit=2")
+    assert 'id="next-page"' in html.text
+    nxt = re.search(r'id="next-page"', html.text) and re.search(r'href="(/support/links\?[^"]*cursor=[^"]+)"',
+                                                                  html.text).group(1)
+    assert op.get(nxt.replace("&amp;", "&")).status_code == 200
+    # malformed input is a clear 400, never a 500
+    assert op.get("/v1/support/links?cursor=garbage").status_code == 400
+    assert op.get("/v1/support/links?state=bogus").status_code == 400
+    assert op.get("/v1/support/links?from=yesterday").status_code == 400
+    assert op.get("/support/links?from=yesterday").status_code == 400
+
+
+def test_link_detail_timeline_devices_and_emails(console, op) -> None:
+    user = unique("detail")
+    lid, token = make_link(console, user, "8201", "AQEDAR-detail-cookie-8201")
+    disconnect(console, lid, f"acc-{user}")
+    mail_id = queue_email(console, lid)
+    page = op.get(f"/support/links/{lid}")
+    assert page.status_code == 200
+    html = page.text
+    kinds = re.findall(r'data-kind="([a-z_]+)"', html)
+    assert {"link_created", "cookie_received", "attempt_started", "attempt", "webhook", "email_queued",
+            "device_paired"} <= set(kinds)
+    ids = [int(x) for x in re.findall(r'data-event-id="(\d+)"', html)]
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert f'href="/support/outbox/{mail_id}">open the email' in html
+    assert "Unipile webhook CREDENTIALS" in html and "network" in html.lower() or "transient" in html
+    assert "1.4.2" in html and 'id="act-retry"' in html and re.search(r'id="revoke-[0-9a-f]+"', html)
+    assert 'data-confirm="' in html
+    api = op.get(f"/v1/support/links/{lid}").json()
+    assert api["link"]["state"] == "reconnecting" and api["user"]["email"] == f"{user}@example.com"
+    attempt = next(e for e in api["timeline"] if e["kind"] == "attempt")
+    for key in ("trigger", "outcome", "http_status", "error_type", "duration_ms", "next_attempt_at"):
+        assert key in attempt["data"], key
+    cookie = next(e for e in api["timeline"] if e["kind"] == "cookie_received")
+    assert len(cookie["data"]["fingerprint"]) == 12 and cookie["data"]["user_agent"] and "ip" in cookie["data"]
+    assert api["devices"][0]["extension_version"] == "1.4.2" and api["devices"][0]["revoked_at"] is None
+    assert [m["id"] for m in api["emails"]] == [mail_id]
+    # timeline pagination
+    first = op.get(f"/v1/support/links/{lid}?limit=3").json()
+    older = op.get(f"/v1/support/links/{lid}?limit=3&before={first['timeline_next_cursor']}").json()
+    assert first["timeline_next_cursor"] and max(e["id"] for e in older["timeline"]) < min(
+        e["id"] for e in first["timeline"])
+    assert op.get("/support/links/999999").status_code == 404
+    assert op.get("/v1/support/links/999999").status_code == 404
+
+
+def test_outbox_pages_show_the_email_sandboxed(console, op) -> None:
+    user = unique("mail")
+    lid, _ = make_link(console, user, "8301", "AQEDAR-mail-cookie-8301")
+    mail_id = queue_email(console, lid)
+
+    async def body(conn):
+        return (await conn.execute(sa.select(outbox.c.body_html).where(outbox.c.id == mail_id))).scalar_one()
+
+    token = re.search(r"/reconnect/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", console.db(body)).group(1)
+    listing = op.get("/support/outbox?status=pending")
+    assert listing.status_code == 200 and f'data-outbox-id="{mail_id}"' in listing.text
+    api = op.get("/v1/support/outbox?status=pending").json()
+    assert mail_id in [m["id"] for m in api["items"]] and all(m["status"] == "pending" for m in api["items"])
+    page = op.get(f"/support/outbox/{mail_id}")
+    assert page.status_code == 200
+    html = page.text
+    frame = re.search(r'<iframe id="email-html" sandbox="" [^>]*srcdoc="([^"]*)"', html)
+    assert frame, "the email is shown in a sandboxed iframe"
+    assert "<" not in frame.group(1) and "&lt;" in frame.group(1)  # escaped into the attribute
+    assert "/reconnect/[token-redacted]" in html and token not in html
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    detail = op.get(f"/v1/support/outbox/{mail_id}").json()
+    assert token not in detail["body_html"] + detail["body_text"] and detail["email"]["to_addr"] == \
+        f"{user}@example.com"
+    assert op.get("/support/outbox/999999").status_code == 404
+
+
+# --- actions -------------------------------------------------------------------------------------------
+def test_retry_now_makes_an_attempt_and_is_audited(console, op) -> None:
+    user = unique("retry")
+    lid, _ = make_link(console, user, "8401", "AQEDAR-retry-cookie-8401")
+    disconnect(console, lid, f"acc-{user}")
+    before = len(link_events(console, lid, "attempt"))
+    r = op.post(f"/support/links/{lid}/actions/retry")
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/support/links/{lid}?done=retry")
+    attempts = wait_for(lambda: (a := link_events(console, lid, "attempt")) and len(a) > before and a)
+    assert attempts[-1]["data"]["trigger"] == "staff" and attempts[-1]["data"]["kind"] == "reconnect"
+    action = link_events(console, lid, "staff_action")[-1]
+    assert action["actor"] == "staff:op@example.com" and action["data"]["action"] == "retry"
+    page = op.get(r.headers["location"]).text
+    assert 'id="flash"' in page and "retry" in page and 'data-trigger="staff"' in wait_for(
+        lambda: (t := op.get(f"/support/links/{lid}").text) and 'data-trigger="staff"' in t and t)
+    # the schedule stays: still an incident with a next attempt, nothing emailed
+    row = link_row(console, lid)
+    assert row["state"] == "reconnecting" and row["next_attempt_at"] is not None
+
+
+def test_stop_disable_enable(console, op) -> None:
+    user = unique("sde")
+    lid, _ = make_link(console, user, "8501", "AQEDAR-sde-cookie-8501")
+    disconnect(console, lid, f"acc-{user}")
+    assert link_row(console, lid)["next_attempt_at"] is not None
+    assert op.post(f"/support/links/{lid}/actions/stop").status_code == 303
+    assert link_row(console, lid)["next_attempt_at"] is None
+    assert op.post(f"/support/links/{lid}/actions/disable").status_code == 303
+    assert link_row(console, lid)["state"] == "disabled"
+    page = op.get(f"/support/links/{lid}").text
+    assert 'id="act-enable"' in page and 'id="act-disable"' not in page
+    n = len(link_events(console, lid, "attempt"))
+    out = op.api("POST", f"/v1/support/links/{lid}/actions/enable", json={"reason": "customer asked"})
+    assert out.status_code == 200, out.text
+    body = out.json()
+    assert body["ok"] and body["changed"] and body["state"] == "reconnecting" and body["attempt_now"] is True
+    wait_for(lambda: len(link_events(console, lid, "attempt")) > n)
+    actions = [(e["data"]["action"], e["actor"]) for e in link_events(console, lid, "staff_action")]
+    assert actions == [("stop", "staff:op@example.com"), ("disable", "staff:op@example.com"),
+                       ("enable", "staff:op@example.com")]
+    assert link_events(console, lid, "staff_action")[-1]["data"]["reason"] == "customer asked"
+    # an action that changes nothing is still recorded, with the policy's reason
+    again = op.api("POST", f"/v1/support/links/{lid}/actions/enable").json()
+    assert again["changed"] is False and again["note"] == "not disabled"
+    assert op.api("POST", f"/v1/support/links/{lid}/actions/explode").status_code == 400
+    assert op.post(f"/support/links/{lid}/actions/explode").status_code == 404
+    assert op.api("POST", "/v1/support/links/999999/actions/retry").status_code == 404
+
+
+def test_resend_last_email(console, op) -> None:
+    user = unique("resend")
+    lid, _ = make_link(console, user, "8601", "AQEDAR-resend-cookie-8601")
+    assert op.api("POST", f"/v1/support/links/{lid}/actions/resend-email").json()["ok"] is False
+    first = queue_email(console, lid)
+    r = op.post(f"/support/links/{lid}/actions/resend-email")
+    assert r.status_code == 303
+
+    async def rows(conn):
+        return [dict(x._mapping) for x in (await conn.execute(
+            sa.select(outbox).where(outbox.c.link_id == lid).order_by(outbox.c.id))).all()]
+
+    original, copy = console.db(rows)
+    assert original["id"] == first
+    assert copy["dedupe_key"] != original["dedupe_key"] and copy["message_id"] != original["message_id"]
+    assert copy["status"] == "pending" and copy["attempts"] == 0 and copy["body_html"] == original["body_html"]
+    audit = link_events(console, lid, "staff_action")[-1]
+    assert audit["data"]["action"] == "resend_email" and audit["data"]["outbox_id"] == copy["id"]
+    assert audit["actor"] == "staff:op@example.com"
+    page = op.get(f"/support/links/{lid}").text
+    assert f'href="/support/outbox/{copy["id"]}">open the email' in page
+    # and from the email's own page, and the API
+    again = op.post(f"/support/outbox/{first}/resend")
+    assert again.status_code == 303 and again.headers["location"].startswith("/support/outbox/")
+    assert "this is the copy" in op.get(again.headers["location"]).text
+    api = op.api("POST", f"/v1/support/outbox/{first}/resend", json={"reason": "user fixed the address"})
+    assert api.status_code == 200 and api.json()["outbox_id"] > copy["id"]
+    assert op.api("POST", "/v1/support/outbox/999999/resend").status_code == 404
+    assert len(console.db(rows)) == 4
+
+
+def test_revoke_device(console, op) -> None:
+    user = unique("rev")
+    lid, token = make_link(console, user, "8701", "AQEDAR-revoke-cookie-8701")
+    assert console.sync(token, li_at="AQEDAR-revoke-cookie-8701", plain_id="8701").status_code == 200
+
+    async def device_id(conn):
+        return (await conn.execute(sa.select(devices.c.id).where(devices.c.user_id == user))).scalar_one()
+
+    dev = console.db(device_id)
+    r = op.post(f"/support/devices/{dev}/revoke", {"back": f"/support/links/{lid}"})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/support/links/{lid}?done=revoke-device")
+    wait_for(lambda: console.sync(token, li_at="AQEDAR-revoke-cookie-8701", plain_id="8701").status_code == 401,
+             timeout=console.settings.token_cache_ttl_s + 5)
+    revoked = [e for e in op.get(f"/v1/support/links/{lid}").json()["timeline"] if e["kind"] == "device_revoked"]
+    assert revoked and revoked[0]["actor"] == "staff:op@example.com" and revoked[0]["link_id"] is None
+    again = op.api("POST", f"/v1/support/devices/{dev}/revoke").json()
+    assert again["changed"] is False
+    assert op.api("POST", "/v1/support/devices/nope/revoke").status_code == 404
+    # a hostile "back" target is not followed
+    r = op.post(f"/support/devices/{dev}/revoke", {"back": "https://evil.example/"})
+    assert r.headers["location"].startswith("/support/links?")
+
+
+# --- API keys, OpenAPI -------------------------------------------------------------------------------
+def _key_with_scopes(svc, scopes: str) -> str:
+    from cookiesync.cli import _apikey_create
+
+    name = unique("key")
+    key = asyncio.run(_apikey_create(svc.settings, name))
+
+    async def q(conn):
+        await conn.execute(api_keys.update().where(api_keys.c.name == name).values(scopes=scopes))
+
+    svc.db(q)
+    return key
+
+
+def test_api_keys_need_the_support_scope(console) -> None:
+    lid, _ = make_link(console, unique("key"), "8801", "AQEDAR-key-cookie-8801")
+
+    def call(key, method, path, **kw):
+        return httpx.request(method, console.url + path, headers={"Authorization": f"Bearer {key}"}, **kw)
+
+    assert call(console.api_key, "GET", "/v1/support/overview").status_code == 403  # integrator scope only
+    assert call("csk_unknown", "GET", "/v1/support/overview").status_code == 401
+    reader = _key_with_scopes(console, "integrator,support:read")
+    assert call(reader, "GET", f"/v1/support/links/{lid}").status_code == 200
+    assert call(reader, "POST", f"/v1/support/links/{lid}/actions/stop").status_code == 403
+    actor = _key_with_scopes(console, "support")
+    r = call(actor, "POST", f"/v1/support/links/{lid}/actions/stop")
+    assert r.status_code == 200, r.text  # a bearer key needs no CSRF token: browsers never send it by themselves
+    assert link_events(console, lid, "staff_action")[-1]["actor"].startswith("apikey:key-")
+    me = call(actor, "GET", "/v1/support/me").json()
+    assert me["role"] == "operator" and me["csrf_token"] is None
+
+
+def test_openapi_lists_the_support_api_not_the_pages(console) -> None:
+    schema = httpx.get(console.url + "/schema/openapi.json").json()
+    paths = schema["paths"]
+    for path in ["/v1/support/overview", "/v1/support/links", "/v1/support/links/{link_id}",
+                 "/v1/support/links/{link_id}/actions/{action}", "/v1/support/outbox",
+                 "/v1/support/outbox/{outbox_id}", "/v1/support/devices/{device_id}/revoke", "/v1/support/me"]:
+        assert path in paths, path
+    assert not [p for p in paths if p.startswith("/support")]
+    assert "LinkPage" in schema["components"]["schemas"] and "Overview" in schema["components"]["schemas"]
+
+
+# --- secrets never shown ----------------------------------------------------------------------------------
+def test_no_cookie_value_or_token_in_any_page(console, op) -> None:
+    user = unique("secret")
+    li_at, li_a = "AQEDAR-top-secret-li-at-value-0123456789", "AQJ-top-secret-li-a-value-9876543210"
+    lid, token = make_link(console, user, "8901", li_at, li_a=li_a)
+    newer = "AQEDAR-top-secret-li-at-value-NEWER-00042"
+    assert console.sync(token, li_at=newer, li_a=li_a, plain_id="8901").status_code == 200
+    disconnect(console, lid, f"acc-{user}")
+    mail = queue_email(console, lid)
+    op.post(f"/support/links/{lid}/actions/retry")
+    wait_for(lambda: link_events(console, lid, "attempt")[-1]["data"]["trigger"] == "staff")
+    session = op.http.cookies["cookiesync_staff"]
+
+    async def reconnect_tokens(conn):
+        bodies = (await conn.execute(sa.select(outbox.c.body_text))).scalars().all()
+        return {m for b in bodies for m in re.findall(r"/reconnect/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", b)}
+
+    secrets_ = [li_at, li_a, newer, token, session, console.api_key, *console.db(reconnect_tokens)]
+    paths = PAGES + [f"/support/links/{lid}", f"/support/links?user_id={user}", f"/support/outbox/{mail}",
+                     "/support/outbox?status=pending", "/v1/support/overview", "/v1/support/links",
+                     f"/v1/support/links/{lid}", "/v1/support/outbox", f"/v1/support/outbox/{mail}",
+                     "/v1/support/me"]
+    for path in paths:
+        r = op.get(path)
+        assert r.status_code == 200, path
+        for secret in secrets_:
+            assert secret not in r.text, (path, secret[:12])
+            assert secret[8:28] not in r.text, (path, secret[:12])
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------
+def test_console_on_postgresql(tmp_path) -> None:
+    ok, reason = postgres_available()
+    need(ok, reason)
+    from tests.conftest import POSTGRES_URL, _pg_admin
+
+    name = f"cstest_{os.urandom(6).hex()}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    svc = None
+    try:
+        svc = start_console(tmp_path, database_url=f"{base}/{name}")
+        lid, _ = make_link(svc, "pg-user", "9901", "AQEDAR-pg-cookie-9901")
+        disconnect(svc, lid, "acc-pg")
+        queue_email(svc, lid)
+        client = logged_in(svc, "op@example.com")
+        for path in PAGES + [f"/support/links/{lid}", "/support/outbox/1", "/support/links?email=pg-user@example.com"]:
+            assert client.get(path).status_code == 200, path
+        o = client.get("/v1/support/overview").json()
+        assert o["links_by_state"]["reconnecting"] == 1 and sum(b["failed"] for b in o["attempts_per_hour"]) >= 2
+        assert o["last_24h"]["reconnect_attempts"] >= 1
+        page = client.get("/v1/support/links?limit=1").json()
+        assert page["next_cursor"] is None or client.get(
+            f"/v1/support/links?limit=1&cursor={page['next_cursor']}").status_code == 200
+        n = len(link_events(svc, lid, "attempt"))
+        assert client.post(f"/support/links/{lid}/actions/retry").status_code == 303
+        wait_for(lambda: len(link_events(svc, lid, "attempt")) > n)
+        client.close()
+    finally:
+        if svc is not None:
+            stop(svc)
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- scale -------------------------------------------------------------------------------------------------
+def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
+    """100k links and 200k attempts in SQLite: every list page walks an index."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from cookiesync.db.engine import make_engine, migrate
+    from cookiesync.domain.support import queries
+    from cookiesync.settings import Settings
+
+    path = tmp_path / "big.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate(url)
+    n = 100_000
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    db = sqlite3.connect(path)
+    seq = "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < :last) "
+    ago = "datetime(:now, '-' || (abs(random()) % :span) || ' seconds') || '.000000'"
+    db.execute(seq + "INSERT INTO users (user_id, email, created_at, updated_at) "
+               "SELECT 'u' || i, 'u' || i || '@example.com', :now, :now FROM seq", {"last": n - 1, "now": now})
+    # 90 % connected, the rest spread over the other states; last activity over 30 days
+    db.execute(seq + "INSERT INTO links (id, user_id, plain_id, state, auto_connect, unipile_account_id, next_slot, "
+               "attempts_in_incident, created_at, updated_at, date_last_cookie) "
+               "SELECT i + 1, 'u' || i, CAST(100000 + i AS TEXT), CASE WHEN i % 100 < 90 THEN 'connected' "
+               "WHEN i % 100 < 95 THEN 'reconnecting' WHEN i % 100 < 98 THEN 'needs_user' "
+               "WHEN i % 100 = 98 THEN 'pending' ELSE 'disabled' END, 1, 'acc' || i, 0, 0, :now, "
+               + ago + ", :now FROM seq", {"last": n - 1, "now": now, "span": 30 * 86400})
+    # 200k attempts over the last 7 days
+    db.execute(seq + "INSERT INTO events (at, user_id, link_id, kind, data) "
+               "SELECT " + ago + ", 'u' || (i % :n), i % :n + 1, 'attempt', json_object('kind', 'reconnect', "
+               "'outcome', CASE WHEN random() % 2 = 0 THEN 'connected' ELSE 'failed' END) FROM seq",
+               {"last": 2 * n - 1, "now": now, "n": n, "span": 7 * 86400})
+    db.commit()
+    plans = {
+        "list": "SELECT * FROM links ORDER BY updated_at DESC, id DESC LIMIT 51",
+        "state": "SELECT * FROM links WHERE state = 'reconnecting' AND (updated_at, id) < ('2100-01-01', 5) "
+                 "ORDER BY updated_at DESC, id DESC LIMIT 51",
+        "email": "SELECT * FROM links WHERE user_id IN (SELECT user_id FROM users WHERE email = 'u5@example.com')",
+        "plain_id": "SELECT * FROM links WHERE plain_id = '100005'",
+        "open incidents": "SELECT count(*) FROM incidents WHERE closed_at IS NULL",
+    }
+    for name, sql in plans.items():
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "USING" in plan and not re.search(r"SCAN (links|users|incidents)(?! USING)", plan), (name, plan)
+    db.close()
+
+    rt = SimpleNamespace(engine=make_engine(url), settings=Settings(), instance_id="x", caches={})
+
+    async def run():
+        timings = {}
+
+        async def timed(name, coro):
+            start = time.perf_counter()
+            result = await coro
+            timings[name] = time.perf_counter() - start
+            return result
+
+        try:
+            first = await timed("first page", queries.list_links(rt, queries.LinkFilter()))
+            await timed("page 2", queries.list_links(rt, queries.LinkFilter(), cursor=first.next_cursor))
+            await timed("by state", queries.list_links(rt, queries.LinkFilter(state="needs_user")))
+            await timed("by email", queries.list_links(rt, queries.LinkFilter(email="u77@example.com")))
+            await timed("detail", queries.link_detail(rt, 77))
+            await timed("overview", queries.overview(rt))
+            await timed("overview again", queries.overview(rt))
+        finally:
+            await rt.engine.dispose()
+        return first, timings
+
+    first, timings = asyncio.run(run())
+    assert len(first.items) == 50 and first.next_cursor
+    # the first overview reads the week's 200k attempts (then cached); the rest walk small index ranges
+    limits = {"overview": 3.0, "overview again": 0.6}
+    slow = {k: round(v, 3) for k, v in timings.items() if v > limits.get(k, 0.25)}
+    assert not slow, timings
