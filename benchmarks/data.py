@@ -163,7 +163,7 @@ async def bulk_links(engine, start: int, count: int) -> None:
     end = start + count - 1
     pg = engine.dialect.name == "postgresql"
     if pg:
-        seq = "generate_series(:start, :end) AS s(x)"
+        seq = "generate_series(CAST(:start AS integer), CAST(:end AS integer)) AS s(x)"
         blob = "decode(md5(x::text) || md5((x+1)::text) || repeat(md5((x+2)::text), 14), 'hex')"
         fp = "md5(x::text) || md5((x*7)::text)"
         true, xs = "true", "x::text"
@@ -201,7 +201,31 @@ async def bulk_links(engine, start: int, count: int) -> None:
             await conn.execute(sa.text("ANALYZE users"))
 
 
-async def insert_sweep_links(engine, keyring, signing_secret: str, n: int, due_ago_s: float = 60.0) -> None:
+async def create_unipile_accounts(unipile_url: str, api_key: str, cookies: list[str],
+                                  concurrency: int = 16) -> list[str]:
+    """Create one account per cookie in the simulator (POST /api/v1/accounts), so the
+    reconnects of the sweep find them. Returns the account ids, in order."""
+    out: list[str] = [""] * len(cookies)
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=unipile_url + "/api/v1", timeout=60,
+                                 headers={"X-API-KEY": api_key}) as http:
+        async def one(i: int) -> None:
+            async with sem:
+                r = await http.post("/accounts", json={"provider": "LINKEDIN", "access_token": cookies[i],
+                                                       "user_agent": USER_AGENT})
+                r.raise_for_status()
+                out[i] = r.json()["account_id"]
+
+        await asyncio.gather(*(one(i) for i in range(len(cookies))))
+    return out
+
+
+def sweep_cookie(i: int) -> str:
+    return base_cookie(10_000_000 + i)
+
+
+async def insert_sweep_links(engine, keyring, signing_secret: str, n: int, account_ids: list[str] | None = None,
+                             due_ago_s: float = 60.0) -> None:
     """n users, each with a 'reconnecting' link in an open incident whose attempt is due,
     holding a real encrypted cookie (so the attempt decrypts and calls Unipile)."""
     from cookiesync.db.schema import incidents, links, users
@@ -212,12 +236,12 @@ async def insert_sweep_links(engine, keyring, signing_secret: str, n: int, due_a
     user_rows, link_rows = [], []
     for i in range(n):
         uid, pid = f"{SWEEP_USER}{i}", str(900_000_000 + i)
-        li_at = base_cookie(10_000_000 + i)
+        li_at = sweep_cookie(i)
         kid, blob = encrypt_cookies(keyring, CookieBundle(li_at, None, USER_AGENT), uid, pid)
         user_rows.append(dict(user_id=uid, email=f"{uid}@example.com", display_name=uid, created_at=now,
                               updated_at=now))
         link_rows.append(dict(
-            user_id=uid, plain_id=pid, state="reconnecting", auto_connect=True, unipile_account_id=f"acc-sweep-{i}",
+            user_id=uid, plain_id=pid, state="reconnecting", auto_connect=True, unipile_account_id=account_ids[i] if account_ids else f"acc-sweep-{i}",
             cookie_ciphertext=blob, cookie_key_id=kid,
             cookie_fingerprint=cookie_fingerprint(signing_secret, li_at, None, USER_AGENT),
             user_agent=USER_AGENT, client_ip="127.0.0.1", date_last_cookie=t0, incident_started_at=t0,

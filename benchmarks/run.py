@@ -46,12 +46,15 @@ class Config:
     latency_ms: float = 100.0
     budget_s: float = 1200.0
     mixes: tuple = (("unchanged", 0.0), ("10% changed", 0.1), ("100% changed", 1.0))
+    cold: bool = True     # also the unchanged mix with the caches off (information)
+    rate_mixes: tuple | None = None  # mixes for the steady-rate figure (None: all)
 
 
-FULL = Config("full", devices=1000, run_s=6, rounds=3, warm_s=2, rate=1000, rate_s=10, scale=[10_000, 1_000_000],
+FULL = Config("full", devices=1000, run_s=5, rounds=3, warm_s=1, rate=1000, rate_s=10, scale=[10_000, 1_000_000],
               sweep_n=10_000, sweep_c=32, budget_s=1320)
-QUICK = Config("quick", devices=100, run_s=1, rounds=1, warm_s=0, rate=1000, rate_s=2, scale=[10_000],
-               sweep_n=200, sweep_c=20, budget_s=100)
+QUICK = Config("quick", devices=50, run_s=1, rounds=1, warm_s=0, rate=1000, rate_s=1.5, scale=[10_000],
+               sweep_n=200, sweep_c=20, budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)), cold=False,
+               rate_mixes=(("unchanged", 0.0),))
 
 
 @dataclass
@@ -102,11 +105,60 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+class PgCpuSampler:
+    """CPU of the PostgreSQL backends serving our database. Backends come and go (the
+    pool opens and closes overflow connections), so their CPU is sampled every 0.1 s
+    and each backend's last reading is kept after it exits."""
+
+    def __init__(self, dbname: str) -> None:
+        import threading
+
+        self.dbname, self.seen, self.running = dbname, {}, True
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
+        self.thread.start()
+
+    async def _loop(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(data.PG_ADMIN_URL, timeout=5)
+        try:
+            while self.running:
+                pids = [r["pid"] for r in await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1", self.dbname)]
+                self._read(pids)
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    def _read(self, pids) -> None:
+        with self.lock:
+            for pid in list(self.seen) + [p for p in pids if p not in self.seen]:
+                try:
+                    self.seen[pid] = procfs.cpu_seconds(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+
+    def total(self) -> float:
+        with self.lock:
+            pids = list(self.seen)
+        self._read(pids)
+        with self.lock:
+            return sum(self.seen.values())
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join(timeout=2)
+
+
 class Service:
     """One cookiesync (bench app) process on a database of one kind, plus its Unipile stand-in."""
 
-    def __init__(self, kind: str, cfg: Config, workdir: Path) -> None:
+    server_module = "benchmarks.app"
+
+    def __init__(self, kind: str, cfg: Config, workdir: Path, **overrides) -> None:
         self.kind, self.cfg, self.workdir = kind, cfg, workdir
+        self.overrides = overrides
         self.procs: list[subprocess.Popen] = []
         self.pg_name: str | None = None
         self.engine = None
@@ -126,6 +178,7 @@ class Service:
         settings = Settings(mode="local", data_dir=str(self.workdir / "data"), database_url=url, port=self.port,
                             public_url=self.url, unipile_dsn=self.stub_url, unipile_api_key=STUB_KEY,
                             unipile_concurrency=self.cfg.sweep_c, scheduler="off", log_level="INFO")
+        settings = msgspec.structs.replace(settings, **self.overrides)
         self.settings = ensure_local_secrets(settings, say=lambda m: None)
         migrate(url)
         self.api_key = asyncio.run(_apikey_create(self.settings, "bench"))
@@ -135,7 +188,7 @@ class Service:
         self.stub = subprocess.Popen([sys.executable, "-m", "benchmarks.unipile_stub", "--port", str(self.stub_port),
                                       "--api-key", STUB_KEY], cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self.procs.append(self.stub)
-        self.server = subprocess.Popen([sys.executable, "-m", "benchmarks.app", "--settings",
+        self.server = subprocess.Popen([sys.executable, "-m", self.server_module, "--settings",
                                         str(self.workdir / "settings.json"), "--port", str(self.port)],
                                        cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self.procs.append(self.server)
@@ -143,8 +196,12 @@ class Service:
         wait_http(self.url + "/healthz", self.server)
         self.pid = self.server.pid
         self.http = httpx.Client(base_url=self.url, timeout=600)
+        if self.pg_name:
+            self.pg_sampler = PgCpuSampler(self.pg_name)
 
     def stop(self) -> None:
+        if getattr(self, "pg_sampler", None):
+            self.pg_sampler.stop()
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -178,11 +235,8 @@ class Service:
         return asyncio.run(go())
 
     def cpu(self) -> tuple[float, float]:
-        """(this server process's CPU s, its PostgreSQL backends' CPU s)."""
-        pg = 0.0
-        if self.pg_name:
-            pg = procfs.cpu_seconds_many(asyncio.run(data.pg_backend_pids(self.pg_name)))
-        return procfs.cpu_seconds(self.pid), pg
+        """(this server process's CPU s, its PostgreSQL backends' CPU s so far)."""
+        return procfs.cpu_seconds(self.pid), (self.pg_sampler.total() if self.pg_name else 0.0)
 
 
 # --- measurements ---------------------------------------------------------------------
@@ -254,12 +308,25 @@ def rate_run(ctx: Ctx, svc: Service, change: float) -> dict:
         raise RuntimeError(f"rate generator failed: {proc.stderr[-800:]}")
 
     res, cpu, pg, counts = measured(svc, go)
+    drain(svc)
     res["cpu_us"] = cpu / max(1, res["completed"]) * 1e6
     res["pg_us"] = pg / max(1, res["completed"]) * 1e6
     res.update(counts)
     if change > 0:
         asyncio.run(data.resend_cookies(svc.url, svc.devices))
     return res
+
+
+def drain(svc: Service, timeout_s: float = 30) -> None:
+    """Wait until the server has finished requests a load generator left behind."""
+    last, deadline = None, time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        st = svc.stats()
+        now = (st["changed"], st["unchanged"])
+        if now == last:
+            return
+        last = now
+        time.sleep(0.5)
 
 
 def fmt_ms(us: float) -> str:
@@ -287,7 +354,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
     try:
         svc.start()
         t = time.monotonic()
-        svc.devices = asyncio.run(data.pair_devices(svc.url, svc.api_key, cfg.devices))
+        svc.devices = asyncio.run(data.pair_devices(svc.url, svc.api_key, cfg.devices, concurrency=4))
         n = svc.db(data.mark_connected)
         svc.devices_file = workdir / "devices.txt"
         load.write_devices_file(svc.devices_file, svc.devices)
@@ -304,8 +371,17 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
             if change == 0:
                 base = r
 
+        # 1a. the same, every request a cache miss (information: what production sees, where a
+        # device syncs every sync_interval_s, far longer than the caches' TTL)
+        if cfg.cold:
+            svc.http.post("/_bench/cache-ttl", json={"ttl_s": 0}).raise_for_status()
+            r = ratio_series(ctx, svc, 0.0, "unchanged, caches off")
+            svc.http.post("/_bench/cache-ttl", json={"ttl_s": svc.settings.token_cache_ttl_s}).raise_for_status()
+            ctx.raw[kind]["ingest unchanged, caches off"] = r
+            ctx.rows += ingest_rows(kind, "unchanged, every request a cache miss", r, None)
+
         # 1b. p99 at a steady rate
-        for label, change in cfg.mixes:
+        for label, change in cfg.rate_mixes or cfg.mixes:
             r = rate_run(ctx, svc, change)
             ctx.raw[kind][f"rate {label}"] = r
             ctx.say(f"  {cfg.rate} req/s {label:<14} p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} max "
@@ -339,10 +415,14 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
 
         # 3. reconnect sweep
         t = time.monotonic()
+        accounts = asyncio.run(data.create_unipile_accounts(
+            svc.stub_url, STUB_KEY, [data.sweep_cookie(i) for i in range(cfg.sweep_n)]))
         svc.db(lambda engine: data.insert_sweep_links(engine, _keyring(svc), svc.settings.signing_secret,
-                                                      cfg.sweep_n))
-        ctx.say(f"{kind}: {cfg.sweep_n:,} links in due incidents inserted ({time.monotonic() - t:.1f}s)")
-        httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": cfg.latency_ms}, timeout=5)
+                                                      cfg.sweep_n, accounts))
+        ctx.say(f"{kind}: {cfg.sweep_n:,} Unipile accounts and links in due incidents created "
+                f"({time.monotonic() - t:.1f}s)")
+        httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": int(cfg.latency_ms)}, timeout=5) \
+            .raise_for_status()
         res, cpu, pg, _ = measured(svc, lambda: svc.http.post("/_bench/sweep").json())
         outcome = svc.db(data.sweep_outcome)
         ideal = cfg.sweep_n * cfg.latency_ms / 1000 / cfg.sweep_c

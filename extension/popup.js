@@ -7,9 +7,14 @@ import { formatWhen, linkStatusWords } from './lib/format.js';
 
 const $ = (id) => document.getElementById(id);
 
-function setMessage(el, text, tone = '') {
+const messageTimers = new Map();
+
+/** Show a short-lived message under a form (cleared after a few seconds). */
+function setMessage(el, text, tone = '', ttlMs = 6000) {
   el.textContent = text ?? '';
   el.className = `message ${tone}`;
+  clearTimeout(messageTimers.get(el));
+  if (text && ttlMs) messageTimers.set(el, setTimeout(() => setMessage(el, ''), ttlMs));
 }
 
 async function render() {
@@ -40,7 +45,7 @@ async function render() {
 
   $('backend').textContent = st.backendUrl ?? '';
   $('plain-id').textContent = st.plainId ? `member ${st.plainId}` : 'not seen yet';
-  $('link-status').textContent = linkStatusWords(st.linkStatus);
+  $('link-status').textContent = linkStatusWords(st.linkStatus) + (st.lastError && st.linkStatus ? ' (as of the last sync)' : '');
   $('last-sync').textContent = formatWhen(st.lastSyncAt);
   const box = $('error-box');
   box.hidden = !st.lastError;
@@ -67,16 +72,16 @@ $('pair-form').addEventListener('submit', (event) => {
   }
   const button = $('pair-button');
   button.disabled = true;
-  setMessage(message, 'Asking for permission to contact the sync server…');
+  setMessage(message, 'Asking for permission to contact the sync server…', '', 0);
   // Must be called right here, inside the click: Chrome only shows the
   // permission prompt during a user gesture.
   chrome.permissions.request({ origins: [originPattern(baseUrl)] })
     .then(async (granted) => {
       if (!granted) {
-        setMessage(message, `Pairing needs permission to contact ${new URL(baseUrl).host}. It was not granted.`, 'bad');
+        setMessage(message, `Pairing needs permission to contact ${new URL(baseUrl).host}. It was not granted.`, 'bad', 0);
         return;
       }
-      setMessage(message, 'Pairing…');
+      setMessage(message, 'Pairing…', '', 0);
       const answer = await chrome.runtime.sendMessage({ type: 'pair', backendUrl: baseUrl, pairingCode });
       if (answer?.ok) {
         $('pairing-code').value = '';
@@ -84,10 +89,10 @@ $('pair-form').addEventListener('submit', (event) => {
         const sync = answer.sync;
         setMessage($('sync-message'), sync?.ok ? 'Paired and synced.' : 'Paired.', 'good');
       } else {
-        setMessage(message, answer?.message ?? 'Pairing failed.', 'bad');
+        setMessage(message, answer?.message ?? 'Pairing failed.', 'bad', 0);
       }
     })
-    .catch((err) => setMessage(message, `Pairing failed: ${err?.message ?? err}`, 'bad'))
+    .catch((err) => setMessage(message, `Pairing failed: ${err?.message ?? err}`, 'bad', 0))
     .finally(() => { button.disabled = false; render(); });
 });
 
@@ -123,7 +128,7 @@ $('unpair').addEventListener('click', async () => {
 chrome.storage.onChanged.addListener((_changes, area) => {
   if (area === 'local') render();
 });
-setInterval(render, 15_000); // keep the relative times fresh
+setInterval(render, 2_000); // keep the relative times fresh
 
 $('version').textContent = `v${chrome.runtime.getManifest().version}`;
 render();

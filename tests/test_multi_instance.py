@@ -22,6 +22,21 @@ BIN = Path(sys.executable).parent
 N = 200
 
 
+def diagnose(url: str) -> str:
+    import sqlalchemy as sa
+
+    from cookiesync.db.schema import links, outbox
+
+    async def q(conn):
+        states = (await conn.execute(sa.select(links.c.state, sa.func.count()).group_by(links.c.state))).all()
+        mails = (await conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))).all()
+        errors = (await conn.execute(sa.select(outbox.c.last_error).where(outbox.c.last_error.is_not(None))
+                                     .limit(3))).scalars().all()
+        return f"links {dict(states)}, outbox {dict(mails)}, errors {errors}"
+
+    return run_db(url, q)
+
+
 def leader_of(base: str) -> int | None:
     try:
         text = httpx.get(base + "/metrics", timeout=2).text
@@ -107,7 +122,10 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
         survivor = bases[1 - leader]
         wait_for(lambda: leader_of(survivor) == 1, timeout=10, interval=0.2)
 
-        wait_for(lambda: len(smtp.messages) >= N, timeout=90, interval=0.5)
+        try:
+            wait_for(lambda: len(smtp.messages) >= N, timeout=90, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"emails received {len(smtp.messages)}; {diagnose(pg_url)}") from None
         time.sleep(3)
     finally:
         for p in procs:

@@ -145,31 +145,28 @@ def make_link(svc, user_id: str, plain_id: str, li_at: str, li_a: str | None = N
 
 
 def disconnect(svc, lid: int, account_id: str) -> None:
-    """Give the link a Unipile account, then apply Unipile's CREDENTIALS status to it the way the
-    account-status webhook does (same policy event, same history row): a reconnect incident opens
-    and its first attempt, against the absent Unipile, fails."""
-    from cookiesync.domain.reconnect import policy
-    from cookiesync.domain.reconnect.services import apply_event
+    """Give the link a Unipile account, then deliver Unipile's CREDENTIALS webhook for it:
+    a reconnect incident opens and its first attempt, against the absent Unipile, fails."""
+    # not while an attempt is in flight: its answer would overwrite the reconnect the webhook schedules
+    def idle() -> bool:
+        row = link_row(svc, lid)
+        due = row["next_attempt_at"] is not None and row["next_attempt_at"] <= datetime.now(timezone.utc)
+        return row["lease_owner"] is None and not due
+
+    wait_for(idle)
 
     async def q(conn):
         await conn.execute(links.update().where(links.c.id == lid).values(
             unipile_account_id=account_id, state="connected", incident_started_at=None, next_attempt_at=None,
             next_slot=0, attempts_in_incident=0))  # the open connect incident, if any, gets superseded
-        row = (await conn.execute(sa.select(links).where(links.c.id == lid))).one()
-        data = {"message": "CREDENTIALS", "unipile_account_id": account_id, "duplicate": False}
-        return await apply_event(svc.rt, conn, row, policy.WebhookStatus("CREDENTIALS"), trigger="webhook",
-                                 event_kind="webhook", data=data)
 
     before = len(link_events(svc, lid, "attempt"))
-    assert svc.db(q).attempt_now
-    kick(svc)
+    svc.db(q)
+    body = {"AccountStatus": {"account_id": account_id, "account_type": "LINKEDIN", "message": "CREDENTIALS"}}
+    r = svc.http.post("/v1/webhooks/unipile/account-status", json=body,
+                      headers={svc.settings.webhook_header: svc.settings.webhook_secret})
+    assert r.status_code == 200, r.text
     wait_for(lambda: len(link_events(svc, lid, "attempt")) > before)
-
-
-def kick(svc) -> None:
-    """Wake the service's attempt runner from the test thread (the sweep would, a moment later)."""
-    runner = svc.rt.runner
-    runner.task.get_loop().call_soon_threadsafe(runner.kick)
 
 
 def queue_email(svc, lid: int) -> int:
@@ -751,7 +748,9 @@ def test_no_cookie_value_or_token_in_any_page(console, op) -> None:
     li_at, li_a = "AQEDAR-top-secret-li-at-value-0123456789", "AQJ-top-secret-li-a-value-9876543210"
     lid, token = make_link(console, user, "8901", li_at, li_a=li_a)
     newer = "AQEDAR-top-secret-li-at-value-NEWER-00042"
+    tried = len(link_events(console, lid, "attempt"))
     assert console.sync(token, li_at=newer, li_a=li_a, plain_id="8901").status_code == 200
+    wait_for(lambda: len(link_events(console, lid, "attempt")) > tried)  # the fresh cookie is tried at once
     disconnect(console, lid, f"acc-{user}")
     mail = queue_email(console, lid)
     op.post(f"/support/links/{lid}/actions/retry")
@@ -796,9 +795,18 @@ def test_console_on_postgresql(tmp_path) -> None:
         o = client.get("/v1/support/overview").json()
         assert o["links_by_state"]["reconnecting"] == 1 and sum(b["failed"] for b in o["attempts_per_hour"]) >= 2
         assert o["last_24h"]["reconnect_attempts"] >= 1
-        page = client.get("/v1/support/links?limit=1").json()
-        assert page["next_cursor"] is None or client.get(
-            f"/v1/support/links?limit=1&cursor={page['next_cursor']}").status_code == 200
+        for i in range(2):
+            make_link(svc, f"pg-other-{i}", f"99{i}2", f"AQEDAR-pg-other-cookie-{i}")
+        seen, cursor = [], None
+        for _ in range(5):
+            page = client.get("/v1/support/links", params={"limit": 1} | ({"cursor": cursor} if cursor else {}))
+            assert page.status_code == 200, page.text
+            seen += [i["id"] for i in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if not cursor:
+                break
+        assert sorted(seen) == sorted(set(seen)) and len(seen) == 3
+        assert client.get("/v1/support/links?email=PG-USER@example.com").json()["items"][0]["id"] == lid
         n = len(link_events(svc, lid, "attempt"))
         assert client.post(f"/support/links/{lid}/actions/retry").status_code == 303
         wait_for(lambda: len(link_events(svc, lid, "attempt")) > n)

@@ -85,7 +85,7 @@ class Browser:
 
     def popup(self) -> Any:
         page = self.ctx.new_page()
-        page.set_viewport_size({"width": 380, "height": 460})
+        page.set_viewport_size({"width": 370, "height": 120})
         page.goto(f"chrome-extension://{self.ext_id}/popup.html")
         page.wait_for_selector("body[data-phase]")
         return page

@@ -100,7 +100,7 @@ class Mailer:
                     outbox.update().where(
                         outbox.c.id == row_id, outbox.c.status == "pending",
                         sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
-                    ).values(lease_until=now + timedelta(seconds=120))
+                    ).values(lease_until=now + timedelta(seconds=self.settings.attempt_lease_s))
                 )
                 if claimed.rowcount != 1:
                     continue
@@ -115,7 +115,7 @@ class Mailer:
                 self._message(row), hostname=s.smtp_host, port=s.smtp_port,
                 username=s.smtp_username or None, password=s.smtp_password or None,
                 use_tls=s.smtp_tls == "tls", start_tls=True if s.smtp_tls == "starttls" else False,
-                timeout=30,
+                timeout=max(1.0, min(30.0, s.attempt_lease_s * 0.8)),  # finish inside our lease
             )
         except Exception as exc:  # network, auth, refused recipient: retry with backoff
             attempts = row.attempts + 1
