@@ -83,10 +83,17 @@ def build(settings: Settings) -> Litestar:
         }
 
     @post("/_bench/sweep", status_code=200, include_in_schema=False)
-    async def run_sweep() -> dict:
+    async def run_sweep(data: dict) -> dict:
+        """One real sweep pass; ``{"concurrency": C}`` first sets unipile_concurrency (as the
+        setting would at start-up: the runner's semaphore and its claim window)."""
+        import asyncio
+
         from cookiesync.scheduler.sweep import sweep
 
         rt = rt_holder["rt"]
+        if data.get("concurrency"):
+            rt.settings.unipile_concurrency = int(data["concurrency"])
+            rt.runner.sem = asyncio.Semaphore(rt.settings.unipile_concurrency)
         made0 = rt.runner.attempts_made
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = await sweep(rt)

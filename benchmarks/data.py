@@ -225,7 +225,7 @@ def sweep_cookie(i: int) -> str:
 
 
 async def insert_sweep_links(engine, keyring, signing_secret: str, n: int, account_ids: list[str] | None = None,
-                             due_ago_s: float = 60.0) -> None:
+                             due_ago_s: float = 60.0, start: int = 0) -> None:
     """n users, each with a 'reconnecting' link in an open incident whose attempt is due,
     holding a real encrypted cookie (so the attempt decrypts and calls Unipile)."""
     from cookiesync.db.schema import incidents, links, users
@@ -234,14 +234,15 @@ async def insert_sweep_links(engine, keyring, signing_secret: str, n: int, accou
     now = _now()
     t0 = now - timedelta(seconds=due_ago_s)
     user_rows, link_rows = [], []
-    for i in range(n):
+    for k in range(n):
+        i = start + k
         uid, pid = f"{SWEEP_USER}{i}", str(900_000_000 + i)
         li_at = sweep_cookie(i)
         kid, blob = encrypt_cookies(keyring, CookieBundle(li_at, None, USER_AGENT), uid, pid)
         user_rows.append(dict(user_id=uid, email=f"{uid}@example.com", display_name=uid, created_at=now,
                               updated_at=now))
         link_rows.append(dict(
-            user_id=uid, plain_id=pid, state="reconnecting", auto_connect=True, unipile_account_id=account_ids[i] if account_ids else f"acc-sweep-{i}",
+            user_id=uid, plain_id=pid, state="reconnecting", auto_connect=True, unipile_account_id=account_ids[k] if account_ids else f"acc-sweep-{i}",
             cookie_ciphertext=blob, cookie_key_id=kid,
             cookie_fingerprint=cookie_fingerprint(signing_secret, li_at, None, USER_AGENT),
             user_agent=USER_AGENT, client_ip="127.0.0.1", date_last_cookie=t0, incident_started_at=t0,

@@ -115,3 +115,27 @@ def test_key_rotation_reencrypts_everything_and_old_keys_can_go(service) -> None
                 for r in rows]
 
     assert sorted(service.db(check)) == [f"AQEDAR-rotate-cookie-{i:03d}" for i in range(5)]
+
+
+def test_json_log_lines_carry_the_request_id_and_no_secrets() -> None:
+    import json
+
+    from cookiesync.logs import JsonFormatter, request_id
+
+    configure_logging("INFO")
+    token = request_id.set("req-123")
+    try:
+        record = logging.getLogRecordFactory()("cookiesync.t", logging.INFO, __file__, 1,
+                                               "sync from %s li_at=%s", ("dev", "AQEDARsecretsecretsecretsecret"), None)
+    finally:
+        request_id.reset(token)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "req-123" and line["level"] == "INFO"
+    assert "AQEDARsecret" not in line["msg"] and "[redacted" in line["msg"]
+
+
+def test_request_id_is_echoed(service) -> None:
+    r = service.http.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    made = service.http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["x-request-id"]
+    assert made != "bad id with spaces" and len(made) == 16

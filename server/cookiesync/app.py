@@ -23,7 +23,7 @@ from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.sync.services import Toucher
 from cookiesync.domain.webhooks.controllers import WebhookController
-from cookiesync.logs import configure_logging
+from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import Metrics
 from cookiesync.runtime import Runtime
 from cookiesync.scheduler.sweep import Scheduler
@@ -82,9 +82,14 @@ def unipile_target(settings: Settings) -> tuple[str, str]:
     return settings.unipile_dsn, settings.unipile_api_key
 
 
+def app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory` / several workers: settings from the environment."""
+    return create_app(Settings.from_env())
+
+
 def create_app(settings: Settings, *, start_background: bool = True) -> Litestar:
     settings = ensure_local_secrets(settings, say=log.warning)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.effective_log_format)
     route_handlers: list = [ExtensionController, IntegratorController, WebhookController, ReconnectController,
                             healthz, readyz, metrics, SupportPages, SupportAPI]
     if settings.unipile_simulated:
@@ -140,7 +145,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: internal_error},
-        logging_config=None,  # ours (cookiesync.logs) stays in charge, with its redaction
+        logging_config=None,
+        middleware=[request_id_middleware],  # ours (cookiesync.logs) stays in charge, with its redaction
         openapi_config=OpenAPIConfig(title="cookiesync", version="0.1.0", path="/schema"),
         debug=False,
     )

@@ -79,6 +79,8 @@ def cmd_serve(args) -> None:
         s = msgspec.structs.replace(s, host=args.host)
     if args.port:
         s = msgspec.structs.replace(s, port=args.port)
+    if args.workers:
+        s = msgspec.structs.replace(s, workers=args.workers)
     migrate(s.database)
     lines = [
         "",
@@ -100,12 +102,18 @@ def cmd_serve(args) -> None:
             f"    try:            curl -H 'Authorization: Bearer {key}' {s.base_url}/v1/users/{user_id}/accounts",
         ]
     print("\n".join(lines) + "\n", flush=True)
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", proxy_headers=False,
-                timeout_graceful_shutdown=20)
+    common = dict(host=s.host, port=s.port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=20)
+    if s.workers > 1:
+        # each worker builds its app from the same environment (secrets were written above)
+        os.environ[PREFIX + "PORT"] = str(s.port)
+        os.environ[PREFIX + "HOST"] = s.host
+        uvicorn.run("cookiesync.app:app_from_env", factory=True, workers=s.workers, **common)
+    else:
+        uvicorn.run(create_app(s), **common)
 
 
 # --- api keys ---------------------------------------------------------------
-async def _apikey_create(s: Settings, name: str) -> str:
+async def _apikey_create(s: Settings, name: str, scopes: str = "integrator") -> str:
     from cookiesync.db.engine import make_engine
     from cookiesync.db.schema import api_keys, utcnow
     from cookiesync.security import hash_token, new_token
@@ -115,7 +123,7 @@ async def _apikey_create(s: Settings, name: str) -> str:
     try:
         async with engine.begin() as conn:
             await conn.execute(api_keys.insert().values(name=name, key_hash=hash_token(key), prefix=key[:8],
-                                                        created_at=utcnow()))
+                                                        scopes=scopes, created_at=utcnow()))
     finally:
         await engine.dispose()
     return key
@@ -123,7 +131,11 @@ async def _apikey_create(s: Settings, name: str) -> str:
 
 def cmd_apikey_create(args) -> None:
     s = _settings()
-    key = asyncio.run(_apikey_create(s, args.name))
+    allowed = {"integrator", "support", "support:read"}
+    scopes = [x.strip() for x in args.scopes.split(",") if x.strip()]
+    if not scopes or not set(scopes) <= allowed:
+        raise SystemExit(f"--scopes takes a comma-separated list of: {', '.join(sorted(allowed))}")
+    key = asyncio.run(_apikey_create(s, args.name, ",".join(scopes)))
     print(f"API key {args.name!r} created. It is shown once; store it now:", file=sys.stderr)
     print(key)
 
@@ -217,7 +229,10 @@ def cmd_staff_add(args) -> None:
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
     if len(password) < 10:
         raise SystemExit("password must be at least 10 characters")
-    asyncio.run(add_staff(_settings(), args.email, args.role, password))
+    try:
+        asyncio.run(add_staff(_settings(), args.email, args.role, password))
+    except ValueError as exc:
+        raise SystemExit(f"cannot add staff member: {exc}") from None
     print(f"staff member {args.email} ({args.role}) is ready")
 
 
@@ -234,12 +249,14 @@ def main(argv: list[str] | None = None) -> None:
     sp = sub.add_parser("serve", help="migrate, then serve the API")
     sp.add_argument("--host")
     sp.add_argument("--port", type=int)
+    sp.add_argument("--workers", type=int, help="worker processes (default COOKIESYNC_WORKERS or 1)")
     sp.set_defaults(fn=cmd_serve)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(fn=cmd_migrate)
 
     ak = sub.add_parser("apikey", help="integrator API keys").add_subparsers(dest="sub", required=True)
     c = ak.add_parser("create", help="create a key; prints it alone on the last line")
     c.add_argument("--name", required=True)
+    c.add_argument("--scopes", default="integrator", help="integrator (default), support, support:read")
     c.set_defaults(fn=cmd_apikey_create)
     r = ak.add_parser("revoke", help="revoke keys by name")
     r.add_argument("--name", required=True)

@@ -2,10 +2,14 @@
 that look like LinkedIn cookies, bearer tokens or keys never reach the output."""
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
 import sys
+import uuid
+
+import msgspec
 
 REDACTIONS = [
     (re.compile(r"AQ[A-Za-z0-9_\-]{20,}"), "[redacted-cookie]"),           # li_at / li_a shapes
@@ -38,6 +42,56 @@ class RedactingFilter(logging.Filter):
 
 
 _configured = False
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request being served."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None)
+        if rid:
+            entry["request_id"] = rid
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return msgspec.json.encode(entry).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{line} [req {rid}]" if rid else line
+
+
+def request_id_middleware(app):
+    """ASGI middleware: take a sane X-Request-ID or make one; echo it; tag every log line."""
+
+    async def middleware(scope, receive, send):
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID_OK.match(given) else uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = list(message.get("headers") or []) + [(b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+    return middleware
 
 
 def _install_record_factory() -> None:
@@ -47,19 +101,21 @@ def _install_record_factory() -> None:
     def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
         RedactingFilter().filter(record)
+        record.request_id = request_id.get()
         return record
 
     logging.setLogRecordFactory(factory)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     global _configured
     if not _configured:
         _install_record_factory()
         logger = logging.getLogger("cookiesync")
         if not logging.getLogger().handlers and not os.environ.get("PYTEST_CURRENT_TEST"):
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handler.setFormatter(JsonFormatter() if fmt == "json" else
+                                 TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logger.addHandler(handler)
             logger.propagate = False  # root has no handler of its own; ours prints
         _configured = True

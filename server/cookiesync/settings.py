@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, kw_only=True):
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
     public_url: str = ""
 
     unipile_dsn: str = ""
@@ -67,6 +68,13 @@ class Settings(msgspec.Struct, kw_only=True):
     encryption_keys: str = ""
     signing_secret: str = ""
     log_level: str = "INFO"
+    log_format: Literal["auto", "text", "json"] = "auto"
+
+    @property
+    def effective_log_format(self) -> str:
+        if self.log_format != "auto":
+            return self.log_format
+        return "json" if self.mode == "production" else "text"
 
     # --- derived -------------------------------------------------------
     @property

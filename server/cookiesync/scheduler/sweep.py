@@ -51,6 +51,24 @@ async def sweep(rt) -> dict:
         rt.metrics.sweep_leader.set(0)
         return {"leader": False}
     rt.metrics.sweep_leader.set(1)
+    heartbeat = asyncio.get_running_loop().create_task(_keep_lease(rt))
+    try:
+        return await _sweep_as_leader(rt)
+    finally:
+        heartbeat.cancel()
+
+
+async def _keep_lease(rt) -> None:
+    """A long sweep renews its lease, so no second leader starts while it works."""
+    while True:
+        await asyncio.sleep(max(0.05, rt.settings.sweep_lease_s / 3))
+        if not await acquire_lease(rt):
+            rt.metrics.sweep_leader.set(0)
+            log.warning("lost the sweep lease to another instance")
+            return
+
+
+async def _sweep_as_leader(rt) -> dict:
     started = time.perf_counter()
     now = utcnow()
     async with reader(rt.engine) as conn:

@@ -34,12 +34,13 @@ async def require_api_key(rt: Runtime, request: Request) -> str:
     name = cache.get(token_hash)
     if name is None:
         async with reader(rt.engine) as conn:
-            row = (await conn.execute(sa.select(api_keys.c.name).where(
+            row = (await conn.execute(sa.select(api_keys.c.name, api_keys.c.scopes).where(
                 api_keys.c.key_hash == token_hash, api_keys.c.revoked_at.is_(None)))).first()
-        name = f"apikey:{row.name}" if row else ""
+        allowed = row is not None and "integrator" in row.scopes.replace(",", " ").split()
+        name = f"apikey:{row.name}" if allowed else ""
         cache.put(token_hash, name)
     if not name:
-        raise NotAuthorizedException(detail="unknown or revoked API key")
+        raise NotAuthorizedException(detail="unknown or revoked API key, or one without the integrator scope")
     return name
 
 
