@@ -233,6 +233,20 @@ async function pair(baseUrlInput, pairingCode) {
   return { ok: true, userId: answer.userId, sync };
 }
 
+// Pairing can be started twice for one code: by the popup once the permission
+// prompt resolves, and by permissions.onAdded (in case the popup closed while
+// the prompt had the focus). Codes are single-use, so run each pairing once.
+const pairings = new Map();
+
+function pairOnce(baseUrlInput, pairingCode) {
+  const key = `${baseUrlInput}|${pairingCode}`;
+  if (!pairings.has(key)) {
+    const run = pair(baseUrlInput, pairingCode).finally(() => chrome.storage.session.remove('pendingPair'));
+    pairings.set(key, run); // kept for the worker's life: a code is never sent twice
+  }
+  return pairings.get(key);
+}
+
 async function unpair() {
   const { status, device } = await load();
   let revoked = false;
@@ -252,6 +266,10 @@ async function unpair() {
   await chrome.storage.local.remove('device');
   await saveStatus(unpairedStatus(status));
   await chrome.alarms.clear(ALARM);
+  if (device?.baseUrl) {
+    // Give the backend origin back; pairing again asks for it again.
+    await chrome.permissions.remove({ origins: [originPattern(device.baseUrl)] }).catch(() => false);
+  }
   log(`unpaired${revoked ? '' : ' (the server could not be told; the token was deleted here)'}`);
   return { ok: true, revoked };
 }
@@ -301,7 +319,7 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   // Only the extension's own pages (popup, options) may drive it.
   if (sender.id !== chrome.runtime.id || !String(sender.url ?? '').startsWith(chrome.runtime.getURL(''))) return false;
   const handlers = {
-    pair: () => pair(message.backendUrl, message.pairingCode),
+    pair: () => pairOnce(message.backendUrl, message.pairingCode),
     unpair: () => unpair(),
     sync: () => syncNow('manual'),
   };
@@ -309,6 +327,14 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (!handler) return false;
   handler().then(sendResponse, (err) => sendResponse({ ok: false, message: String(err?.message ?? err) }));
   return true;
+});
+
+chrome.permissions.onAdded.addListener(async ({ origins = [] }) => {
+  const { pendingPair } = await chrome.storage.session.get('pendingPair');
+  if (!pendingPair || Date.now() - pendingPair.at > 10 * 60_000) return;
+  let pattern;
+  try { pattern = originPattern(normalizeBackendUrl(pendingPair.backendUrl)); } catch { return; }
+  if (origins.includes(pattern)) await pairOnce(pendingPair.backendUrl, pendingPair.pairingCode);
 });
 
 // Once per browser session (not once per service-worker wake-up).

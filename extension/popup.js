@@ -75,7 +75,11 @@ $('pair-form').addEventListener('submit', (event) => {
   setMessage(message, 'Asking for permission to contact the sync server…', '', 0);
   // Must be called right here, inside the click: Chrome only shows the
   // permission prompt during a user gesture.
-  chrome.permissions.request({ origins: [originPattern(baseUrl)] })
+  const permission = chrome.permissions.request({ origins: [originPattern(baseUrl)] });
+  // Should this popup close while the prompt has the focus, the service worker
+  // finishes the pairing when the permission arrives (permissions.onAdded).
+  chrome.storage.session.set({ pendingPair: { backendUrl: baseUrl, pairingCode, at: Date.now() } });
+  permission
     .then(async (granted) => {
       if (!granted) {
         setMessage(message, `Pairing needs permission to contact ${new URL(baseUrl).host}. It was not granted.`, 'bad', 0);

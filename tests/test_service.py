@@ -241,3 +241,17 @@ def test_cookie_decrypts_only_on_its_own_link(service) -> None:
         decrypt_cookies(ring, kid, blob, "u", "2")
     with pytest.raises(DecryptError):
         decrypt_cookies(ring, kid, blob[:-1] + bytes([blob[-1] ^ 1]), "u", "1")
+
+
+def test_repeated_cookies_are_coalesced_into_one_history_row(service_factory, simulator) -> None:
+    svc = service_factory(cookie_repeat_window_s=0.3)
+    sim_script(simulator, "AQEDAR-repeat-cookie", "9501")
+    svc.new_user("u-9")
+    token = svc.pair("u-9")
+    for _ in range(4):
+        assert svc.sync(token, li_at="AQEDAR-repeat-cookie", plain_id="9501").status_code == 200
+    time.sleep(0.4)
+    svc.sync(token, li_at="AQEDAR-repeat-cookie", plain_id="9501")  # the next flush writes the row
+    rows = wait_for(lambda: [e for e in history(svc, "9501") if e["kind"] == "cookie_repeated"])
+    assert sum(e["data"]["count"] for e in rows) >= 3 and len(rows) <= 2
+    assert [e["kind"] for e in history(svc, "9501")].count("cookie_received") == 1

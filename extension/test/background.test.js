@@ -185,3 +185,56 @@ test('messages from other senders are ignored', async () => {
   const [mine] = chrome.runtime.onMessage.emit({ type: 'nope' }, { id: 'testextensionid', url: 'chrome-extension://testextensionid/popup.html' }, () => {});
   assert.equal(mine, false);
 });
+
+test('pairing: stores the token, syncs at once; the same code is never sent twice', async () => {
+  await loadWorker({ paired: false });
+  assert.equal(backendRequests().length, 0, 'not paired: the startup sync sends nothing');
+  answers.push(
+    () => respond(201, { device_token: TOKEN, user_id: 'u1', next_sync_in_s: 900 }),
+    () => respond(200, okBody),
+  );
+  await chrome.storage.session.set({ pendingPair: { backendUrl: `${BACKEND}/`, pairingCode: 'CODE-1', at: Date.now() } });
+  const replies = [];
+  const popup = { id: 'testextensionid', url: 'chrome-extension://testextensionid/popup.html' };
+  const [async] = chrome.runtime.onMessage.emit({ type: 'pair', backendUrl: `${BACKEND}/`, pairingCode: 'CODE-1' }, popup, (r) => replies.push(r));
+  assert.equal(async, true);
+  // The permission arrives too (the path taken when the popup was closed by the prompt).
+  await Promise.all(chrome.permissions.onAdded.emit({ origins: [`${BACKEND}/*`] }));
+  while (!replies.length) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(replies[0].ok, true);
+  assert.equal(replies[0].sync.ok, true);
+  const pairs = backendRequests().filter((r) => r.url.endsWith('/v1/extension/pair'));
+  assert.equal(pairs.length, 1);
+  assert.deepEqual(JSON.parse(pairs[0].init.body), { pairing_code: 'CODE-1', extension_version: '0.1.0' });
+  const { device, status } = await chrome.storage.local.get(['device', 'status']);
+  assert.deepEqual([device.token, device.baseUrl, device.userId], [TOKEN, BACKEND, 'u1']);
+  assert.equal(status.phase, 'paired');
+  assert.equal(status.lastSyncReason, 'manual');
+  assert.deepEqual(await chrome.storage.session.get('pendingPair'), {});
+
+  // Unpair: DELETE with the token, token gone, alarm gone, origin permission given back.
+  answers.push(() => new Response(null, { status: 204 }));
+  const done = [];
+  chrome.runtime.onMessage.emit({ type: 'unpair' }, popup, (r) => done.push(r));
+  while (!done.length) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(done[0], { ok: true, revoked: true });
+  const del = backendRequests().at(-1);
+  assert.equal(del.init.method, 'DELETE');
+  assert.equal(del.url, `${BACKEND}/v1/extension/device`);
+  assert.equal(del.init.headers.Authorization, `Bearer ${TOKEN}`);
+  assert.equal((await chrome.storage.local.get('device')).device, undefined);
+  assert.equal(await chrome.alarms.get('cookiesync-sync'), undefined);
+  assert.deepEqual(chrome.permissions.granted, []);
+});
+
+test('a refused pairing code stores nothing', async () => {
+  await loadWorker({ paired: false });
+  answers.push(() => respond(400, { status_code: 400, detail: 'unknown, used or expired pairing code' }));
+  const replies = [];
+  chrome.runtime.onMessage.emit({ type: 'pair', backendUrl: BACKEND, pairingCode: 'BAD' },
+    { id: 'testextensionid', url: 'chrome-extension://testextensionid/popup.html' }, (r) => replies.push(r));
+  while (!replies.length) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(replies[0].ok, false);
+  assert.match(replies[0].message, /not accepted: unknown, used or expired pairing code/);
+  assert.equal((await chrome.storage.local.get('device')).device, undefined);
+});

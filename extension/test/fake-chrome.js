@@ -51,7 +51,13 @@ export function makeChrome({ version = '0.1.0', granted = [] } = {}) {
       },
     },
     permissions: {
+      onAdded: new Event(),
       async contains({ origins }) { return origins.every((o) => granted.includes(o)); },
+      async remove({ origins }) {
+        for (const o of origins) granted.splice(granted.indexOf(o) >>> 0, granted.includes(o) ? 1 : 0);
+        return true;
+      },
+      granted,
     },
   };
   return chrome;

@@ -124,6 +124,7 @@ class IntegratorController(Controller):
             await add_event(conn, user_id="-", link_id=None, kind="user_erased", actor=actor,
                             data={"links": n_links, "devices": n_devices})
         forget_user(rt, user_id)
+        rt.toucher.forget_user(user_id)
         deleted = []
         if delete_in_unipile:
             for r in link_rows:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import devices, links, pairing_codes, utcnow
+from cookiesync.db.schema import devices, events, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
@@ -79,15 +79,22 @@ class Toucher:
     """Group-commits "last seen" times: one transaction for everything queued
     while the previous one ran. Losing a second of these on a crash is harmless."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, repeat_window_s: float = 3600.0) -> None:
         self.engine = engine
+        self.repeat_window = timedelta(seconds=repeat_window_s)
+        # link_id -> [user_id, repeats, first repeat at]: written as one history row per window
+        self.repeats: dict[int, list] = {}
         self.link_touches: dict[int, tuple[datetime, str | None]] = {}
         self.device_touches: dict[str, tuple[datetime, str | None, str]] = {}
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
 
-    def touch(self, link_id: int, device_id: str, at: datetime, ip: str | None, version: str) -> None:
+    def touch(self, link_id: int, device_id: str, at: datetime, ip: str | None, version: str,
+              user_id: str | None = None) -> None:
         self.link_touches[link_id] = (at, ip)
+        if user_id is not None:
+            entry = self.repeats.setdefault(link_id, [user_id, 0, at])
+            entry[1] += 1
         self.device_touches[device_id] = (at, ip, version)
         self.wake.set()
 
@@ -101,7 +108,7 @@ class Toucher:
                 await self.task
             except (asyncio.CancelledError, Exception):
                 pass
-        await self.flush()
+        await self.flush(all_repeats=True)
 
     async def _loop(self) -> None:
         while True:
@@ -115,12 +122,30 @@ class Toucher:
                 log.exception("flushing last-seen times failed")
                 await asyncio.sleep(1)
 
-    async def flush(self) -> None:
+    def forget_user(self, user_id: str) -> None:
+        for link_id, entry in list(self.repeats.items()):
+            if entry[0] == user_id:
+                del self.repeats[link_id]
+
+    def _due_repeats(self, all_repeats: bool) -> list[dict]:
+        now = utcnow()
+        rows = []
+        for link_id, (user_id, count, since) in list(self.repeats.items()):
+            if all_repeats or now - since >= self.repeat_window:
+                del self.repeats[link_id]
+                rows.append({"at": now, "user_id": user_id, "link_id": link_id, "kind": "cookie_repeated",
+                             "actor": None, "data": {"count": count, "since": since.isoformat()}})
+        return rows
+
+    async def flush(self, all_repeats: bool = False) -> None:
         link_items, self.link_touches = self.link_touches, {}
         device_items, self.device_touches = self.device_touches, {}
-        if not link_items and not device_items:
+        repeat_rows = self._due_repeats(all_repeats)
+        if not link_items and not device_items and not repeat_rows:
             return
         async with self.engine.begin() as conn:
+            if repeat_rows:
+                await conn.execute(events.insert(), repeat_rows)
             if link_items:
                 await conn.execute(
                     links.update().where(links.c.id == sa.bindparam("b_id"))
@@ -225,7 +250,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     cache = _link_cache(rt)
     cached: CachedLink | None = cache.get(key)
     if cached is not None and cached.fingerprint == fingerprint:
-        rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version)
+        rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version, device.user_id)
         rt.metrics.syncs.labels("unchanged").inc()
         return SyncOut(cached.state, cached.account_id, s.sync_interval_s)
 
@@ -239,7 +264,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     else:
         raise RuntimeError("could not store the sync after 3 tries")
     if not changed:
-        rt.toucher.touch(link_id, device.id, now, ip, body.extension_version)
+        rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
     rt.metrics.syncs.labels("changed" if changed else "unchanged").inc()
     if decision is not None and decision.attempt_now:
