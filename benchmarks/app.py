@@ -31,7 +31,7 @@ from cookiesync.domain.sync.schemas import SyncIn
 from cookiesync.settings import Settings
 
 
-@post("/_bench/bare", status_code=204, include_in_schema=False, sync_to_thread=False)
+@post("/_bench/bare", status_code=204, include_in_schema=False)
 async def bare(data: SyncIn) -> None:
     return None
 

@@ -484,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups (servers, databases)
     cfg = QUICK if args.quick else FULL
     if not load.wrk_path():
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)

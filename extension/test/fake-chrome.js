@@ -54,7 +54,10 @@ export function makeChrome({ version = '0.1.0', granted = [] } = {}) {
       onAdded: new Event(),
       async contains({ origins }) { return origins.every((o) => granted.includes(o)); },
       async remove({ origins }) {
-        for (const o of origins) granted.splice(granted.indexOf(o) >>> 0, granted.includes(o) ? 1 : 0);
+        for (const o of origins) {
+          const i = granted.indexOf(o);
+          if (i >= 0) granted.splice(i, 1);
+        }
         return true;
       },
       granted,

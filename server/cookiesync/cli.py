@@ -33,8 +33,9 @@ def _safe_url(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
-async def _demo(s: Settings) -> tuple[str, str, str]:
-    """Local mode only: a demo user, an integrator API key (kept in the data dir) and a fresh pairing code."""
+async def _demo(s: Settings) -> tuple[str, str, str, str]:
+    """Local mode only: a demo user, an integrator API key and a support operator (both kept in the
+    data dir), and a fresh pairing code."""
     from datetime import timedelta
 
     from cookiesync.db.engine import make_engine
@@ -44,11 +45,16 @@ async def _demo(s: Settings) -> tuple[str, str, str]:
     path = os.path.join(s.data_dir, "secrets.json")
     stored = msgspec.json.decode(open(path, "rb").read())
     key = stored.get("demo_api_key")
-    if not key:
-        key = stored["demo_api_key"] = new_token("csk")
+    staff_password = stored.get("demo_staff_password")
+    if not key or not staff_password:
+        key = stored["demo_api_key"] = key or new_token("csk")
+        staff_password = stored["demo_staff_password"] = staff_password or new_token("pw")[:20]
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(msgspec.json.format(msgspec.json.encode(stored)))
+    from cookiesync.domain.support.staff import add_staff
+
+    await add_staff(s, "admin@localhost.test", "operator", staff_password)
     engine = make_engine(s.database)
     now = utcnow()
     code = new_pairing_code()
@@ -65,7 +71,7 @@ async def _demo(s: Settings) -> tuple[str, str, str]:
                 expires_at=now + timedelta(seconds=max(s.pairing_code_ttl_s, 3600))))
     finally:
         await engine.dispose()
-    return "demo-user", key, code
+    return "demo-user", key, code, staff_password
 
 
 def cmd_serve(args) -> None:
@@ -93,14 +99,17 @@ def cmd_serve(args) -> None:
         f"  email:            {'SMTP ' + s.smtp_host if s.smtp_enabled else 'kept in the outbox (no SMTP configured)'}",
     ]
     if s.mode == "local":
-        user_id, key, code = asyncio.run(_demo(s))
+        user_id, key, code, staff_password = asyncio.run(_demo(s))
         lines += [
             "  demo (local mode only):",
             f"    user id:        {user_id}",
             f"    API key:        {key}",
             f"    pairing code:   {code}   (type it in the extension's popup with backend {s.base_url})",
             f"    try:            curl -H 'Authorization: Bearer {key}' {s.base_url}/v1/users/{user_id}/accounts",
+            f"    support console: {s.base_url}/support/  (admin@localhost.test / {staff_password})",
         ]
+    else:
+        lines.append(f"  support console:  {s.base_url}/support/")
     print("\n".join(lines) + "\n", flush=True)
     common = dict(host=s.host, port=s.port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=20)
     if s.workers > 1:

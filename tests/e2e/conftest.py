@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import subprocess
+import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -46,9 +48,16 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def extension_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The unpacked extension as shipped, plus the pre-granted loopback backend."""
-    out = tmp_path_factory.mktemp("ext") / "cookiesync"
-    shutil.copytree(EXTENSION, out, ignore=shutil.ignore_patterns("test", "tools", "*.md", "*.sh", "node_modules"))
+    """The Web Store zip made by extension/package.sh, unpacked, plus the pre-granted loopback backend:
+    the tests run exactly the files that ship."""
+    work = tmp_path_factory.mktemp("ext")
+    done = subprocess.run(["sh", str(EXTENSION / "package.sh"), str(work)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr
+    (package,) = work.glob("cookiesync-extension-*.zip")
+    out = work / "cookiesync"
+    with zipfile.ZipFile(package) as zf:
+        zf.extractall(out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["host_permissions"] = manifest["host_permissions"] + TEST_GRANTED_HOSTS
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
