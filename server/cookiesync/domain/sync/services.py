@@ -254,6 +254,17 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
         rt.metrics.syncs.labels("unchanged").inc()
         return SyncOut(cached.state, cached.account_id, s.sync_interval_s)
 
+    async with reader(rt.engine) as conn:  # most cache misses are unchanged cookies: no write lock for them
+        row = (await conn.execute(
+            sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id)
+            .where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
+        )).first()
+    if row is not None and row.cookie_fingerprint == fingerprint:
+        rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
+        cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
+        rt.metrics.syncs.labels("unchanged").inc()
+        return SyncOut(row.state, row.unipile_account_id, s.sync_interval_s)
+
     for _try in range(3):
         try:
             out, decision, link_id, changed = await _sync_write(rt, device, body, ip, fingerprint, now)
