@@ -70,7 +70,7 @@ async function readPlainId() {
     return { kind: 'linkedin_unreachable', detail: String(err?.message ?? err) };
   }
   const landed = response.url || '';
-  if (/\/(login|authwall|checkpoint|uas\/login)/.test(new URL(landed || FEED_URL).pathname)) {
+  if (/^\/(login|authwall|uas\/login)/.test(new URL(landed || FEED_URL).pathname)) {
     return { kind: 'linkedin_signed_out' };
   }
   if (!response.ok) {
@@ -172,12 +172,11 @@ async function doSync(reason) {
   } catch (err) {
     const permissionMissing = !(await chrome.permissions.contains({ origins: [originPattern(device.baseUrl)] }));
     response = { networkError: String(err?.message ?? err) };
-    const outcome = { ...classifySyncResponse(response), permissionMissing };
+    const outcome = { ...classifySyncResponse(response), permissionMissing, plainId: payload.plain_id };
     log(`sync (${reason}): backend unreachable${permissionMissing ? ' (no host permission)' : ''}`);
     return finish(outcome);
   }
-  const outcome = classifySyncResponse(response);
-  if (outcome.kind === 'ok') outcome.plainId = payload.plain_id;
+  const outcome = { ...classifySyncResponse(response), plainId: payload.plain_id };
   log(`sync (${reason}): HTTP ${response.status} → ${outcome.kind}`);
   return finish(outcome);
 }

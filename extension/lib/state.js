@@ -131,7 +131,8 @@ export function syncGate(status, reason, now) {
  *   alarm: null (leave the alarm as it is), 'clear', or {when, periodInMinutes}.
  */
 export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = null, random = Math.random }) {
-  const status = { ...prev, lastAttemptAt: now, lastAttemptReason: reason };
+  // The member seen in the browser is worth showing even when the server did not answer.
+  const status = { ...prev, lastAttemptAt: now, lastAttemptReason: reason, plainId: outcome.plainId ?? prev.plainId };
   const period = heartbeatMinutes(outcome.kind === 'ok' ? outcome.nextSyncInS : prev.nextSyncInS, overrideMinutes);
   const error = (o) => ({
     code: o.kind,
@@ -149,7 +150,6 @@ export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = nul
       return {
         status: {
           ...status,
-          plainId: outcome.plainId ?? prev.plainId,
           linkStatus: outcome.linkStatus,
           unipileAccountId: outcome.unipileAccountId,
           nextSyncInS: outcome.nextSyncInS,
@@ -212,6 +212,7 @@ export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = nul
 export function headline(status) {
   if (!status || status.phase === 'unpaired') return { tone: 'idle', text: 'Not paired' };
   if (status.phase === 'pair_again') return { tone: 'bad', text: 'Pair again' };
+  if (status.lastError && LOCAL_KINDS.has(status.lastError.code)) return { tone: 'warn', text: 'Paired — nothing sent' };
   if (status.lastError) return { tone: 'warn', text: 'Paired — last sync failed' };
   if (status.lastSyncAt) return { tone: 'good', text: 'Paired and synced' };
   return { tone: 'idle', text: 'Paired — not synced yet' };

@@ -65,6 +65,8 @@ test('server down or 5xx: exponential backoff, the alarm set to the next allowed
   assert.deepEqual(delays, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600].map((s) => s * 1000));
   assert.match(status.lastError.message, /It will retry automatically/);
   assert.equal(status.lastSyncAt, null, 'a failure is not a successful sync');
+  const seen = applyOutcome(paired(), { kind: 'server_error', httpStatus: 500, plainId: '77' }, { now: NOW, reason: 'alarm' });
+  assert.equal(seen.status.plainId, '77', 'the member seen is kept even when the server failed');
 });
 
 test('429 honours Retry-After, and without it falls back to the backoff', () => {
@@ -129,7 +131,8 @@ test('headlines', () => {
   assert.equal(headline(initialStatus()).text, 'Not paired');
   assert.equal(headline(paired()).text, 'Paired — not synced yet');
   assert.equal(headline({ ...paired(), lastSyncAt: NOW }).text, 'Paired and synced');
-  assert.equal(headline({ ...paired(), lastSyncAt: NOW, lastError: { code: 'network' } }).tone, 'warn');
+  assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, lastError: { code: 'network' } }), { tone: 'warn', text: 'Paired — last sync failed' });
+  assert.deepEqual(headline({ ...paired(), lastError: { code: 'not_logged_in' } }), { tone: 'warn', text: 'Paired — nothing sent' });
   assert.equal(headline(undefined).text, 'Not paired');
 });
 

@@ -7,9 +7,10 @@
   `<code>` element); which member, or a signed-out / id-less page, is switchable.
 * `FakeBackend`: the extension-facing half of cookiesync (pair, sync, device), per
   the shapes in docs/design.md, recording every request. Its public methods are the
-  interface the tests use (`url`, `pairing_code`, `sync_requests`, `wait_for`,
-  `fail_with`, `revoke_all_tokens`, `stop`, `start`), so the real service can be put
-  behind the same interface later.
+  interface the tests use (`url`, `requests`, `pairing_code`, `sync_requests`,
+  `wait_for`, `fail_with`, `revoke_all_tokens`, `stop`, `start`), so the real service
+  can be put behind the same interface later (e.g. the real app wrapped in an ASGI
+  middleware that records requests and injects `fail_with` answers).
 """
 from __future__ import annotations
 
