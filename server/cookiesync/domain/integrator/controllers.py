@@ -104,7 +104,7 @@ class IntegratorController(Controller):
 
     @delete("/{user_id:str}", status_code=200, summary="Erase the user: cookies, devices, links, history")
     async def erase(self, user_id: UserId, request: Request, rt: Runtime,
-                    delete_in_unipile: bool = Parameter(query="delete_in_unipile", default=False)) -> EraseOut:
+                    delete_in_unipile: bool = False) -> EraseOut:
         actor = await require_api_key(rt, request)
         async with rt.engine.begin() as conn:
             await _user_or_404(conn, user_id)
