@@ -193,6 +193,14 @@ def test_erase_user_removes_everything(service, simulator) -> None:
     assert service.integrator("GET", "/v1/users/u-6/accounts").status_code == 404
     assert len(sim_accounts(simulator)) == 1  # nothing deleted in Unipile unless asked
 
+    service.new_user("u-6b")
+    token = service.pair("u-6b")
+    service.sync(token, li_at="AQEDAR-erase-me-too-cookie", plain_id="6002")
+    settled(service, "u-6b", "6002")
+    r = service.integrator("DELETE", "/v1/users/u-6b", params={"delete_in_unipile": "true"})
+    assert r.status_code == 200 and len(r.json()["unipile_accounts_deleted"]) == 1
+    assert [a["li_at"] for a in sim_accounts(simulator)] == ["AQEDAR-erase-me-cookie"]
+
 
 def test_no_cookie_value_in_database_file_logs_or_responses(service, simulator, caplog) -> None:
     caplog.set_level(logging.DEBUG)
