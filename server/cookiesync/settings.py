@@ -65,6 +65,7 @@ class Settings(msgspec.Struct, kw_only=True):
     pairing_code_ttl_s: int = 900
     reconnect_link_ttl_s: int = 7 * 86400
     token_cache_ttl_s: float = 5.0
+    link_cache_ttl_s: float = 60.0
     max_body_bytes: int = 16384
     encryption_keys: str = ""
     signing_secret: str = ""

@@ -36,7 +36,11 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    # Enough connections for the attempts in flight plus request traffic; recycle instead of
+    # pinging before every use (a round trip per checkout).
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
+    return create_async_engine(url, pool_recycle=1800, **kwargs)
 
 
 @asynccontextmanager

@@ -188,77 +188,76 @@ class AttemptRunner:
                 log.exception("attempt runner pass failed")
                 await asyncio.sleep(1)
 
-    async def claim_due(self, limit: int) -> list[int]:
+    async def claim_due(self, limit: int) -> list[Any]:
+        """Claim up to `limit` due links in one statement, and record that their attempts
+        start, in the same transaction: the lease and the history are durable before any call."""
         rt = self.rt
         now = utcnow()
         lease_until = now + timedelta(seconds=rt.settings.attempt_lease_s)
         free = sa.or_(links.c.lease_until.is_(None), links.c.lease_until < now)
-        async with reader(rt.engine) as conn:
-            due = (await conn.execute(
-                sa.select(links.c.id, links.c.next_attempt_at)
-                .where(links.c.next_attempt_at <= now, free)
-                .order_by(links.c.next_attempt_at).limit(limit)
-            )).all()
-        claimed = []
-        for link_id, due_at in due:
-            async with rt.engine.begin() as conn:
-                res = await conn.execute(
-                    links.update()
-                    .where(links.c.id == link_id, links.c.next_attempt_at == due_at, free)
-                    .values(lease_owner=rt.instance_id, lease_until=lease_until)
-                )
-            if res.rowcount == 1:
-                claimed.append(link_id)
-        return claimed
+        due = (sa.select(links.c.id).where(links.c.next_attempt_at <= now, free)
+               .order_by(links.c.next_attempt_at).limit(limit))
+        if rt.engine.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        claim = (links.update().where(links.c.id.in_(due.scalar_subquery()))
+                 .values(lease_owner=rt.instance_id, lease_until=lease_until,
+                         attempts_in_incident=links.c.attempts_in_incident + 1, last_attempt_at=now)
+                 .returning(*links.c))
+        async with rt.engine.begin() as conn:
+            rows = (await conn.execute(claim)).all()
+            if not rows:
+                return []
+            incident_ids = [r.incident_id for r in rows if r.incident_id is not None]
+            if incident_ids:
+                await conn.execute(incidents.update().where(incidents.c.id.in_(incident_ids))
+                                   .values(attempts=incidents.c.attempts + 1))
+            await conn.execute(events.insert(), [{
+                "at": now, "user_id": r.user_id, "link_id": r.id, "kind": "attempt_started", "actor": None,
+                "data": {"attempt": r.attempts_in_incident, "kind": "reconnect" if r.unipile_account_id else "connect",
+                         "trigger": r.attempt_trigger or "scheduler",
+                         "scheduled_slot": r.next_slot if self._scheduled(r, now) else None,
+                         "cookie_fingerprint": (r.cookie_fingerprint or "")[:12]},
+            } for r in rows])
+        return [(r, now) for r in rows]
+
+    def _scheduled(self, row: Any, now: datetime) -> bool:
+        return (row.incident_started_at is not None and
+                row.incident_started_at + row.next_slot * self.rt.policy_config.retry_interval <= now)
 
     async def run_due(self) -> int:
         """Claim and run everything due now; returns how many attempts were made."""
         total = 0
+        limit = self.rt.settings.unipile_concurrency * 2
         while True:
-            room = max(1, self.rt.settings.unipile_concurrency * 2 - len(self.inflight))
-            claimed = await self.claim_due(room)
-            if not claimed:
-                break
-            for link_id in claimed:
-                task = asyncio.get_running_loop().create_task(self._guarded(link_id))
+            room = limit - len(self.inflight)
+            claimed = await self.claim_due(room) if room > 0 else []
+            for row, claimed_at in claimed:
+                task = asyncio.get_running_loop().create_task(self._guarded(row, claimed_at))
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
             total += len(claimed)
-            # Wait for a free slot before claiming more, so leases don't age in a queue.
-            while len(self.inflight) >= self.rt.settings.unipile_concurrency * 2:
+            if not claimed and not self.inflight:
+                break
+            if self.inflight and (not claimed or len(self.inflight) >= limit):
+                # Wait for a free slot before claiming more, so leases don't age in a queue.
                 await asyncio.wait(set(self.inflight), return_when=asyncio.FIRST_COMPLETED)
-        if self.inflight:
-            await asyncio.wait(set(self.inflight))
         return total
 
-    async def _guarded(self, link_id: int) -> None:
+    async def _guarded(self, row: Any, claimed_at: datetime) -> None:
         async with self.sem:
             try:
-                await self.attempt(link_id)
+                await self.attempt(row, claimed_at)
             except Exception:
                 log.exception("attempt on link %s failed unexpectedly; the lease will expire and it is retried",
-                              link_id)
+                              row.id)
 
-    async def attempt(self, link_id: int) -> None:
+    async def attempt(self, row: Any, claimed_at: datetime) -> None:
         rt = self.rt
-        now = utcnow()
-        async with rt.engine.begin() as conn:
-            row = await load_link(conn, link_id)
-            if row is None or row.lease_owner != rt.instance_id or row.next_attempt_at is None:
-                return
-            trigger = row.attempt_trigger or "scheduler"
-            scheduled = (row.incident_started_at is not None and
-                         row.incident_started_at + row.next_slot * rt.policy_config.retry_interval <= now)
-            number = row.attempts_in_incident + 1
-            await conn.execute(links.update().where(links.c.id == link_id).values(
-                attempts_in_incident=number, last_attempt_at=now))
-            if row.incident_id is not None:
-                await conn.execute(incidents.update().where(incidents.c.id == row.incident_id)
-                                   .values(attempts=incidents.c.attempts + 1))
-            kind = "reconnect" if row.unipile_account_id else "connect"
-            await add_event(conn, user_id=row.user_id, link_id=link_id, kind="attempt_started", at=now, data={
-                "attempt": number, "kind": kind, "trigger": trigger, "scheduled_slot": row.next_slot if scheduled else None,
-                "cookie_fingerprint": (row.cookie_fingerprint or "")[:12]})
+        link_id = row.id
+        trigger = row.attempt_trigger or "scheduler"
+        scheduled = self._scheduled(row, claimed_at)
+        number = row.attempts_in_incident
+        kind = "reconnect" if row.unipile_account_id else "connect"
         used_fp = row.cookie_fingerprint
         creds = None
         if row.cookie_ciphertext is not None:

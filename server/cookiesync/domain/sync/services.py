@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ class TTLCache:
     def put(self, key, value) -> None:
         if len(self.data) >= self.max_items:
             self.data.clear()
-        self.data[key] = (value, time.monotonic() + self.ttl)
+        # spread expiries, so entries cached together are not all re-read in the same instant
+        self.data[key] = (value, time.monotonic() + self.ttl * random.uniform(0.5, 1.0))
 
     def drop(self, key) -> None:
         self.data.pop(key, None)
@@ -166,7 +168,7 @@ def _token_cache(rt) -> TTLCache:
 
 
 def _link_cache(rt) -> TTLCache:
-    return rt.caches.setdefault("links", TTLCache(rt.settings.token_cache_ttl_s))
+    return rt.caches.setdefault("links", TTLCache(rt.settings.link_cache_ttl_s))
 
 
 def forget_link(rt, user_id: str, plain_id: str) -> None:
