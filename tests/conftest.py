@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,37 @@ from cookiesync.settings import Settings
 from tests.support.servers import ServerThread, free_port
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+USED_SECRETS: set[str] = set()  # every cookie value and device token the tests send
+
+
+class _RunLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.lines.append(str(record.msg))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_the_whole_run_log():
+    """Every log line of the whole run, from every thread, is kept; at the end none may hold
+    a cookie value or device token that any test sent."""
+    handler = _RunLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+    text = "\n".join(handler.lines)
+    assert len(handler.lines) > 0
+    leaked = sorted(s for s in USED_SECRETS if s in text)
+    assert not leaked, f"{len(leaked)} secret(s) found in the run's logs, e.g. {leaked[0][:6]}…"
 
 
 def need(condition: bool, reason: str) -> None:
@@ -61,12 +93,14 @@ class Service:
         code = self.integrator("POST", f"/v1/users/{user_id}/pairing-codes").json()["code"]
         r = self.http.post("/v1/extension/pair", json={"pairing_code": code, "extension_version": version})
         assert r.status_code == 201, r.text
+        USED_SECRETS.add(r.json()["device_token"])
         return r.json()["device_token"]
 
     def sync(self, token: str, **payload) -> httpx.Response:
         body = {"li_at": "AQEDAR-default-cookie-0001", "li_a": None,
                 "user_agent": "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0", "plain_id": "111",
                 "extension_version": "1.0.0"} | payload
+        USED_SECRETS.update(v for v in (body["li_at"], body["li_a"]) if isinstance(v, str) and len(v) >= 8)
         return self.http.post("/v1/extension/sync", json=body, headers={"Authorization": f"Bearer {token}"})
 
     def accounts(self, user_id: str) -> list[dict]:

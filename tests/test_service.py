@@ -32,6 +32,9 @@ def sim_accounts(sim) -> list[dict]:
 
 
 def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None) -> None:
+    from tests.conftest import USED_SECRETS
+
+    USED_SECRETS.add(li_at)
     body = {"li_at": li_at, "plain_id": plain_id, "name": f"Member {plain_id}"}
     if outcomes:
         body["outcomes"] = outcomes
@@ -263,3 +266,21 @@ def test_repeated_cookies_are_coalesced_into_one_history_row(service_factory, si
     rows = wait_for(lambda: [e for e in history(svc, "9501") if e["kind"] == "cookie_repeated"])
     assert sum(e["data"]["count"] for e in rows) >= 3 and len(rows) <= 2
     assert [e["kind"] for e in history(svc, "9501")].count("cookie_received") == 1
+
+
+def test_revocation_on_one_instance_takes_effect_on_another_within_seconds(service_factory, simulator) -> None:
+    a = service_factory(token_cache_ttl_s=1.0)
+    b = service_factory(token_cache_ttl_s=1.0)  # same database, another instance
+    a.new_user("u-10")
+    token = a.pair("u-10")
+    assert b.sync(token, plain_id="10001").status_code == 200  # b now has the device cached
+    assert a.http.delete("/v1/extension/device", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    started = time.monotonic()
+    wait_for(lambda: b.sync(token, plain_id="10001").status_code == 401, timeout=5, interval=0.1)
+    assert time.monotonic() - started < 3
+    # erasure works the same way
+    a.new_user("u-11")
+    token2 = a.pair("u-11")
+    assert b.sync(token2, plain_id="11001").status_code == 200
+    assert a.integrator("DELETE", "/v1/users/u-11").status_code == 200
+    wait_for(lambda: b.sync(token2, plain_id="11001").status_code == 401, timeout=5, interval=0.1)

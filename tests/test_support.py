@@ -819,7 +819,8 @@ def test_console_on_postgresql(tmp_path) -> None:
 
 # --- scale -------------------------------------------------------------------------------------------------
 def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
-    """100k links and 200k attempts in SQLite: every list page walks an index."""
+    """100k links and 200k attempts in SQLite: every list page walks an index, and the queries
+    behind the pages answer correctly at that size (their speed: benchmarks/console.py)."""
     import sqlite3
     from types import SimpleNamespace
 
@@ -866,17 +867,16 @@ def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
     rt = SimpleNamespace(engine=make_engine(url), settings=Settings(), instance_id="x", caches={})
 
     async def run():
-        timings = {}
+        timings, out = {}, {}
 
         async def timed(name, coro):
             start = time.perf_counter()
-            result = await coro
+            out[name] = await coro
             timings[name] = time.perf_counter() - start
-            return result
 
         try:
-            first = await timed("first page", queries.list_links(rt, queries.LinkFilter()))
-            await timed("page 2", queries.list_links(rt, queries.LinkFilter(), cursor=first.next_cursor))
+            await timed("first page", queries.list_links(rt, queries.LinkFilter()))
+            await timed("page 2", queries.list_links(rt, queries.LinkFilter(), cursor=out["first page"].next_cursor))
             await timed("by state", queries.list_links(rt, queries.LinkFilter(state="needs_user")))
             await timed("by email", queries.list_links(rt, queries.LinkFilter(email="u77@example.com")))
             await timed("detail", queries.link_detail(rt, 77))
@@ -884,11 +884,25 @@ def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
             await timed("overview again", queries.overview(rt))
         finally:
             await rt.engine.dispose()
-        return first, timings
+        return out, timings
 
-    first, timings = asyncio.run(run())
+    out, timings = asyncio.run(run())
+    first, second = out["first page"], out["page 2"]
     assert len(first.items) == 50 and first.next_cursor
-    # the first overview reads the week's 200k attempts (then cached); the rest walk small index ranges
-    limits = {"overview": 3.0, "overview again": 0.6}
-    slow = {k: round(v, 3) for k, v in timings.items() if v > limits.get(k, 0.25)}
-    assert not slow, timings
+    assert len(second.items) == 50 and not {i.id for i in first.items} & {i.id for i in second.items}
+    keys = [(i.updated_at, i.id) for i in first.items + second.items]
+    assert keys == sorted(keys, reverse=True)  # newest activity first, page 2 carries on from page 1
+    assert len(out["by state"].items) == 50 and {i.state for i in out["by state"].items} == {"needs_user"}
+    assert [(i.id, i.email) for i in out["by email"].items] == [(78, "u77@example.com")]
+    detail = out["detail"]
+    assert detail.link.id == 77 and detail.user.user_id == "u76" and 0 < len(detail.timeline) <= 100
+    assert all(e.link_id == 77 and e.kind == "attempt" for e in detail.timeline)
+    for o in (out["overview"], out["overview again"]):
+        assert o.links_total == n and o.links_by_state["connected"] == 90 * n // 100
+        # (the week's window starts a moment after the data was written: a few attempts may fall out)
+        assert 2 * n - 200 <= o.last_7d.attempts <= 2 * n
+        assert o.last_7d.succeeded + o.last_7d.failed == o.last_7d.attempts
+        assert 0 < o.last_24h.attempts < 2 * n and len(o.attempts_per_hour) == 24
+    # Timings are information only (shown with -s): speed is measured, with its goal, by
+    # `python -m benchmarks.console` (also a step of `python -m benchmarks.run`), over HTTP.
+    print("support queries with 100k links / 200k attempts (s):", {k: round(v, 3) for k, v in timings.items()})

@@ -21,7 +21,7 @@ from cookiesync.domain.reconnect.services import AttemptRunner
 from cookiesync.domain.support.api import SupportAPI
 from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
-from cookiesync.domain.sync.services import Toucher
+from cookiesync.domain.sync.services import RevocationWatcher, Toucher
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import Metrics
@@ -114,6 +114,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         rt.mailer = Mailer(settings, engine, rt.instance_id)
         rt.toucher = Toucher(engine, settings.cookie_repeat_window_s)
         rt.notifier = Notifier(rt)
+        watcher = RevocationWatcher(rt)
         app.state.rt = rt
         scheduler = Scheduler(rt)
         if settings.unipile_simulated:
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         if start_background:
             rt.runner.start()
             rt.toucher.start()
+            watcher.start()
             if settings.scheduler == "on":
                 scheduler.start()
         try:
@@ -133,6 +135,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
                     await scheduler.stop()
                 await rt.runner.stop()
                 await rt.toucher.stop()
+                await watcher.stop()
             for task in list(rt.background):
                 task.cancel()
             await unipile.aclose()

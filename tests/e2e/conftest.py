@@ -2,31 +2,39 @@
 
 See /work/shared/docs/extension-testing.md for why the launch looks like this.
 
-`backend` is the only fixture that knows what sits behind the extension's API;
-swap it for the real service (same interface as `fakes.FakeBackend`) and the
-tests stay as they are.
+`backend` is the REAL cookiesync service (`cookiesync.app.create_app`, SQLite in
+tmp_path) on a loopback port, talking to the Unipile simulator (`simulator` fixture
+of tests/conftest.py) on another. In front of it sits `fakes.Recorder`, a small ASGI
+middleware that records the extension's requests and, only when a test asks
+(`fail_with`), answers syncs with an injected failure. `stop()`/`start()` restart the
+service on the same port with the same settings and database, so the extension's
+device token stays valid across the restart.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import httpx
 import pytest
 
-from tests.e2e.fakes import FakeBackend, FakeLinkedIn
+from tests.conftest import Service, make_settings, need
+from tests.e2e.fakes import FakeLinkedIn, Recorded, Recorder
+from tests.support.servers import ServerThread, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "extension"
 ARTIFACTS = ROOT / "artifacts" / "extension"
 CHROMIUM = Path("/usr/bin/chromium")
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # The shipped manifest asks for the backend origin at pairing time (optional host
 # permission, chrome.permissions.request from the popup's click). Headless Chromium
@@ -36,21 +44,13 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_GRANTED_HOSTS = ["http://127.0.0.1/*"]
 
 
-def _need(condition: bool, reason: str) -> None:
-    """Skip on a laptop that lacks a component; fail under CI=true, where it must be there."""
-    if not condition:
-        if CI:
-            pytest.fail(f"required under CI=true: {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    _need(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium): the extension's browser tests cannot run")
+    need(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium): the extension's browser tests cannot run")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        _need(False, "the playwright package is not installed (pip install -e '.[test]')")
+        need(False, "the playwright package is not installed (pip install -e '.[test]')")
     return str(CHROMIUM)
 
 
@@ -78,13 +78,143 @@ def fake_linkedin(tmp_path: Path):
         yield li
 
 
+def _off_this_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Sync Playwright keeps an event loop on the test's thread: `asyncio.run` work runs beside it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+class LiveBackend:
+    """The real service + the Unipile simulator, behind the interface the tests use:
+    `url`, `requests`, `pairing_code(user_id)`, `sync_requests(reason, since)`, `wait_for`,
+    `fail_with(status, retry_after)`, `stop()`/`start()` (same port, same database);
+    plus the integrator API (`accounts`, `erase_user`) and the simulator's control API
+    (`script`, `sim_accounts`, `sim_calls`, `sim_status`, `deliver_webhooks_to_service`)."""
+
+    def __init__(self, tmp_path: Path, simulator: Any, **overrides: Any) -> None:
+        from cookiesync.cli import _apikey_create
+        from cookiesync.db.engine import migrate
+        from cookiesync.settings import ensure_local_secrets
+
+        self.simulator = simulator
+        self.port = free_port()
+        settings = make_settings(tmp_path, unipile_dsn=simulator.url, unipile_api_key=simulator.api_key,
+                                 port=self.port, public_url=f"http://127.0.0.1:{self.port}", **overrides)
+        self.settings = ensure_local_secrets(settings, say=lambda m: None)
+        migrate(self.settings.database)
+        api_key = asyncio.run(_apikey_create(self.settings, "e2e"))
+        self.recorder = Recorder()
+        self._users: set[str] = set()
+        self.service = Service(self.settings, self._serve(), api_key)
+
+    # --- the service
+    def _serve(self) -> ServerThread:
+        from cookiesync.app import create_app
+
+        return ServerThread(self.recorder.wrap(create_app(self.settings)), port=self.port).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.service.server is not None:
+            self.service.server.stop()
+            assert not self.service.server.thread.is_alive(), "the service did not stop"
+            self.service.server = None
+
+    def start(self) -> "LiveBackend":
+        """A new app and server on the same port, settings and SQLite database (a restart)."""
+        assert self.service.server is None, "already running"
+        self.service.server = self._serve()
+        return self
+
+    def close(self) -> None:
+        self.stop()
+        self.service.http.close()
+
+    # --- integrator API
+    def pairing_code(self, user_id: str = "user-1") -> str:
+        """A one-time code minted through the integrator API (the user is created first if needed)."""
+        if user_id not in self._users:
+            self.service.new_user(user_id, email=f"{user_id}@example.com")
+            self._users.add(user_id)
+        r = self.service.integrator("POST", f"/v1/users/{user_id}/pairing-codes")
+        assert r.status_code == 201, r.text
+        return r.json()["code"]
+
+    def accounts(self, user_id: str = "user-1") -> list[dict]:
+        return self.service.accounts(user_id)
+
+    def link(self, plain_id: str, user_id: str = "user-1") -> dict | None:
+        return next((a for a in self.accounts(user_id) if a["plain_id"] == plain_id), None)
+
+    def erase_user(self, user_id: str = "user-1") -> dict:
+        """`DELETE /v1/users/{id}`: cookies, links, devices (their tokens) gone."""
+        r = self.service.integrator("DELETE", f"/v1/users/{user_id}")
+        assert r.status_code == 200, r.text
+        self._users.discard(user_id)
+        return r.json()
+
+    # --- the simulator (Unipile)
+    def script(self, li_at: str, plain_id: str, outcomes: list[str] | None = None) -> None:
+        """Tell the simulator which LinkedIn member a cookie belongs to."""
+        body: dict[str, Any] = {"li_at": li_at, "plain_id": plain_id, "name": f"Member {plain_id}"}
+        if outcomes:
+            body["outcomes"] = outcomes
+        httpx.post(f"{self.simulator.url}/_sim/cookies", json=body).raise_for_status()
+
+    def sim_accounts(self) -> list[dict]:
+        return httpx.get(f"{self.simulator.url}/_sim/accounts").json()["items"]
+
+    def sim_calls(self) -> list[dict]:
+        return httpx.get(f"{self.simulator.url}/_sim/calls").json()["items"]
+
+    def deliver_webhooks_to_service(self) -> None:
+        """Point the simulator's account-status webhook at the service, with its secret."""
+        httpx.post(f"{self.simulator.url}/_sim/config", json={
+            "webhook_url": f"{self.url}/v1/webhooks/unipile/account-status",
+            "webhook_header": self.settings.webhook_header, "webhook_secret": self.settings.webhook_secret,
+        }).raise_for_status()
+
+    def sim_status(self, account_id: str, message: str) -> dict:
+        """Unipile changes an account's status and fires its webhook(s); returns the deliveries."""
+        r = httpx.post(f"{self.simulator.url}/_sim/accounts/{account_id}/status", json={"message": message})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # --- what the extension sent
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.recorder.snapshot()
+
+    def fail_with(self, status: int | None, retry_after: str | None = None) -> None:
+        self.recorder.fail_with(status, retry_after)
+
+    def sync_requests(self, reason: str | None = None, since: float = 0.0) -> list[Recorded]:
+        return [r for r in self.requests if r.path == "/v1/extension/sync" and r.at >= since
+                and (reason is None or r.reason == reason)]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, pump: Callable[[float], None],
+                 what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; the service saw "
+                                     f"{[(r.method, r.path, r.reason, r.status) for r in self.requests]}")
+            pump(0.05)
+
+
 @pytest.fixture
-def backend():
-    fake = FakeBackend().start()
+def backend(simulator, tmp_path: Path):
+    live = _off_this_thread(LiveBackend, tmp_path, simulator)
     try:
-        yield fake
+        yield live
     finally:
-        fake.stop()
+        live.close()
 
 
 @dataclass

@@ -1,34 +1,31 @@
-"""Fakes the browser extension talks to in the end-to-end tests.
+"""Test doubles around the end-to-end tests of the browser extension.
 
 * `FakeLinkedIn`: `https://www.linkedin.com` on a loopback port, over HTTPS with a
   self-signed certificate made here. Chromium reaches it through
   `--host-resolver-rules=MAP www.linkedin.com 127.0.0.1:<port>`. Serves `/feed/`
   with the signed-in member's id as LinkedIn does (HTML-escaped JSON inside a
   `<code>` element); which member, or a signed-out / id-less page, is switchable.
-* `FakeBackend`: the extension-facing half of cookiesync (pair, sync, device), per
-  the shapes in docs/design.md, recording every request. Its public methods are the
-  interface the tests use (`url`, `requests`, `pairing_code`, `sync_requests`,
-  `wait_for`, `fail_with`, `revoke_all_tokens`, `stop`, `start`), so the real service
-  can be put behind the same interface later (e.g. the real app wrapped in an ASGI
-  middleware that records requests and injects `fail_with` answers).
+* `Recorder`: a small ASGI middleware put in front of the REAL cookiesync app (see
+  `LiveBackend` in conftest.py). It records every request to `/v1/extension/*` (body,
+  headers, `X-Sync-Reason`, token, status, answer) and, only when a test asks with
+  `fail_with(status, retry_after)`, answers syncs itself with that failure — the one
+  thing the real service cannot be made to do on demand (a 5xx burst, a 429).
+  Everything else is answered by the real service.
 """
 from __future__ import annotations
 
 import datetime as dt
 import html
 import json
-import secrets
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from litestar import Litestar, Request, Response, delete, post
-
-from tests.support.servers import ServerThread, free_port
+from tests.support.servers import free_port
 
 # ----------------------------------------------------------------------------- LinkedIn
 
@@ -149,20 +146,25 @@ class FakeLinkedIn:
         self.httpd.server_close()
 
 
-# ----------------------------------------------------------------------------- backend
 
-SYNC_KEYS = {"li_at", "li_a", "user_agent", "plain_id", "extension_version"}
+# ----------------------------------------------------------------------------- recorder
+
+EXTENSION_API = "/v1/extension/"
 
 
 @dataclass
 class Recorded:
+    """One request the extension made to the service, and how it was answered."""
+
     method: str
     path: str
     headers: dict[str, str]
     body: Any
     raw: bytes
     at: float
-    status: int = 0
+    status: int = 0          # 0 until the answer has been sent
+    answer: Any = None       # the JSON answer, once sent
+    injected: bool = False   # answered by `fail_with`, not by the service
 
     @property
     def reason(self) -> str | None:
@@ -174,126 +176,88 @@ class Recorded:
         return auth[7:] if auth.lower().startswith("bearer ") else None
 
 
-@dataclass
-class FakeBackend:
-    """pair / sync / device, with the shapes of docs/design.md; keeps state across stop/start."""
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
-    next_sync_in_s: int = 900
-    port: int = field(default_factory=free_port)
-    requests: list[Recorded] = field(default_factory=list)
-    codes: dict[str, str] = field(default_factory=dict)      # pairing code -> user_id
-    tokens: dict[str, str] = field(default_factory=dict)     # live device token -> user_id
-    failure: tuple[int, str | None] | None = None            # (status, Retry-After) answered to syncs
-    _server: ServerThread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    # --- the interface the tests use
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class Recorder:
+    """Records the extension API's traffic; `wrap(app)` puts it in front of an ASGI app.
 
-    def pairing_code(self, user_id: str = "user-1") -> str:
-        code = f"{secrets.randbelow(10**8):08d}"
-        self.codes[code] = user_id
-        return code
+    The same Recorder wraps each app instance the test starts, so the record (and an
+    injected failure) outlives a service restart."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.failure: tuple[int, str | None] | None = None
+        self._lock = threading.Lock()
 
     def fail_with(self, status: int | None, retry_after: str | None = None) -> None:
+        """Answer every sync with `status` (and `Retry-After`) until `fail_with(None)`."""
         self.failure = None if status is None else (status, retry_after)
 
-    def revoke_all_tokens(self) -> None:
-        self.tokens.clear()
-
-    def sync_requests(self, reason: str | None = None, since: float = 0.0) -> list[Recorded]:
+    def snapshot(self) -> list[Recorded]:
         with self._lock:
-            return [r for r in self.requests if r.path == "/v1/extension/sync" and r.at >= since
-                    and (reason is None or r.reason == reason)]
+            return list(self.requests)
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float, pump: Callable[[float], None],
-                 what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; "
-                                     f"backend saw {[(r.method, r.path, r.reason, r.status) for r in self.requests]}")
-            pump(0.05)
+    def wrap(self, app: Callable) -> Callable:
+        recorder = self
 
-    def start(self) -> "FakeBackend":
-        self._server = ServerThread(self._app(), port=self.port).start()
-        return self
+        async def recording(scope: dict, receive: Callable, send: Callable) -> None:
+            if scope["type"] != "http" or not scope["path"].startswith(EXTENSION_API):
+                await app(scope, receive, send)
+                return
+            chunks: list[bytes] = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            raw = b"".join(chunks)
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            rec = Recorded(scope["method"], scope["path"], headers, _json_or_none(raw), raw, time.time())
+            with recorder._lock:
+                recorder.requests.append(rec)
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+            failure = recorder.failure
+            if failure is not None and scope["path"] == EXTENSION_API + "sync":
+                status, retry_after = failure
+                body = json.dumps({"status_code": status, "detail": "injected failure (test)"}).encode()
+                out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                if retry_after is not None:
+                    out.append((b"retry-after", retry_after.encode()))
+                rec.injected, rec.answer, rec.status = True, json.loads(body), status
+                await send({"type": "http.response.start", "status": status, "headers": out})
+                await send({"type": "http.response.body", "body": body})
+                return
 
-    # --- the app
-    def _record(self, request: Request, raw: bytes, body: Any) -> Recorded:
-        rec = Recorded(request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
-                       body, raw, time.time())
-        with self._lock:
-            self.requests.append(rec)
-        return rec
+            replayed = False
 
-    def _app(self) -> Litestar:
-        fake = self
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": raw, "more_body": False}
+                return await receive()
 
-        def answer(rec: Recorded, status: int, content: Any = None, headers: dict[str, str] | None = None) -> Response:
-            rec.status = status
-            if content is None:
-                return Response(content=b"", status_code=status, headers=headers)
-            return Response(content=content, status_code=status, headers=headers, media_type="application/json")
+            answer: list[bytes] = []
+            started: list[int] = []
 
-        def error(rec: Recorded, status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
-            return answer(rec, status, {"status_code": status, "detail": detail}, headers)
+            async def tap(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    started.append(message["status"])
+                elif message["type"] == "http.response.body":
+                    answer.append(message.get("body", b""))
+                    if not message.get("more_body", False):  # status last: non-zero means fully answered
+                        rec.answer = _json_or_none(b"".join(answer))
+                        rec.status = started[0]
+                await send(message)
 
-        async def parse(request: Request) -> tuple[Recorded, Any]:
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
-            return fake._record(request, raw, body), body
+            await app(scope, replay, tap)
 
-        @post("/v1/extension/pair", status_code=201)
-        async def pair(request: Request) -> Response:
-            rec, body = await parse(request)
-            if not isinstance(body, dict) or set(body) != {"pairing_code", "extension_version"}:
-                return error(rec, 400, "expected {pairing_code, extension_version}")
-            user_id = fake.codes.pop(body["pairing_code"], None)
-            if user_id is None:
-                return error(rec, 400, "unknown, used or expired pairing code")
-            token = "dev_" + secrets.token_urlsafe(24)
-            fake.tokens[token] = user_id
-            return answer(rec, 201, {"device_token": token, "user_id": user_id,
-                                     "next_sync_in_s": fake.next_sync_in_s})
-
-        @post("/v1/extension/sync", status_code=200)
-        async def sync(request: Request) -> Response:
-            rec, body = await parse(request)
-            if rec.token not in fake.tokens:
-                return error(rec, 401, "unknown or revoked device token: pair the extension again")
-            if fake.failure is not None:
-                status, retry_after = fake.failure
-                return error(rec, status, "simulated failure", {"Retry-After": retry_after} if retry_after else None)
-            if not isinstance(body, dict) or set(body) != SYNC_KEYS:
-                return error(rec, 400, f"bad keys: {sorted(body) if isinstance(body, dict) else body!r}")
-            ok = (isinstance(body["li_at"], str) and len(body["li_at"]) >= 8
-                  and (body["li_a"] is None or isinstance(body["li_a"], str))
-                  and isinstance(body["user_agent"], str) and isinstance(body["extension_version"], str)
-                  and isinstance(body["plain_id"], str) and body["plain_id"].isdigit())
-            if not ok:
-                return error(rec, 400, "bad field types")
-            return answer(rec, 200, {"link_status": "connected", "unipile_account_id": f"acc_{body['plain_id']}",
-                                     "next_sync_in_s": fake.next_sync_in_s})
-
-        @delete("/v1/extension/device", status_code=200)
-        async def unpair(request: Request) -> Response:
-            rec, _ = await parse(request)
-            if fake.tokens.pop(rec.token or "", None) is None:
-                return error(rec, 401, "unknown or revoked device token")
-            return answer(rec, 204)
-
-        return Litestar([pair, sync, unpair], debug=False)
+        recording.state = getattr(app, "state", None)  # type: ignore[attr-defined]  (Service.rt looks here)
+        return recording

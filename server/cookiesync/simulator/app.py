@@ -970,6 +970,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Litestar:
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="Unipile simulator (SIMULATED)", version="1.0.0"),
         request_max_body_size=1024 * 1024,
+        logging_config=None,  # leave the host process's logging (and its redaction) alone
     )
     app.state.sim = SimState(msgspec.structs.replace(config))
     return app

@@ -150,7 +150,8 @@ class Toucher:
                 await conn.execute(events.insert(), repeat_rows)
             if link_items:
                 await conn.execute(
-                    links.update().where(links.c.id == sa.bindparam("b_id"))
+                    links.update().where(links.c.id == sa.bindparam("b_id"), sa.or_(
+                        links.c.date_last_cookie.is_(None), links.c.date_last_cookie < sa.bindparam("b_at")))
                     .values(date_last_cookie=sa.bindparam("b_at"), client_ip=sa.bindparam("b_ip")),
                     [{"b_id": k, "b_at": at, "b_ip": ip} for k, (at, ip) in link_items.items()],
                 )
@@ -164,7 +165,67 @@ class Toucher:
 
 
 def _token_cache(rt) -> TTLCache:
-    return rt.caches.setdefault("devices", TTLCache(rt.settings.token_cache_ttl_s))
+    # Known devices stay cached long: the RevocationWatcher evicts revoked and erased ones
+    # within token_cache_ttl_s on every instance. Unknown tokens are remembered only briefly.
+    return rt.caches.setdefault("devices", TTLCache(DEVICE_CACHE_TTL_S))
+
+
+DEVICE_CACHE_TTL_S = 600.0
+
+
+class RevocationWatcher:
+    """Polls the history for revocations and erasures made by any instance, and evicts the
+    affected devices from this instance's cache: one cheap indexed query every few seconds
+    instead of a database read per sync."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        self.last_event_id: int | None = None
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("revocation poll failed; clearing the device cache to stay safe")
+                _token_cache(self.rt).data.clear()
+            await asyncio.sleep(max(0.2, self.rt.settings.token_cache_ttl_s / 2))
+
+    async def poll(self) -> None:
+        async with reader(self.rt.engine) as conn:
+            if self.last_event_id is None:
+                self.last_event_id = (await conn.execute(sa.select(sa.func.max(events.c.id)))).scalar() or 0
+                return
+            rows = (await conn.execute(
+                sa.select(events.c.id, events.c.kind, events.c.data)
+                .where(events.c.kind.in_(("device_revoked", "user_erased")), events.c.id > self.last_event_id)
+                .order_by(events.c.id)
+            )).all()
+        if not rows:
+            return
+        cache = _token_cache(self.rt)
+        revoked = {r.data.get("device_id") for r in rows if r.kind == "device_revoked"}
+        if any(r.kind == "user_erased" for r in rows):
+            cache.data.clear()  # erasures name nobody in the history: forget every device
+        else:
+            for key, (value, _exp) in list(cache.data.items()):
+                if value and value.id in revoked:
+                    cache.drop(key)
+        self.last_event_id = rows[-1].id
 
 
 def _link_cache(rt) -> TTLCache:
@@ -187,15 +248,25 @@ async def device_for_token(rt, token: str) -> Device | None:
     cache = _token_cache(rt)
     cached = cache.get(token_hash)
     if cached is not None:
-        return cached or None
+        return cached
+    if _negative_cache(rt).get(token_hash):
+        return None
     async with reader(rt.engine) as conn:
         row = (await conn.execute(
             sa.select(devices.c.id, devices.c.user_id)
             .where(devices.c.token_hash == token_hash, devices.c.revoked_at.is_(None))
         )).first()
     device = Device(row.id, row.user_id) if row else None
-    cache.put(token_hash, device or False)
+    if device is None:
+        # a brief negative entry: a burst from a revoked extension costs one read, not one per request
+        _negative_cache(rt).put(token_hash, True)
+    else:
+        cache.put(token_hash, device)
     return device
+
+
+def _negative_cache(rt) -> TTLCache:
+    return rt.caches.setdefault("unknown_tokens", TTLCache(rt.settings.token_cache_ttl_s))
 
 
 async def pair(rt, code: str, extension_version: str, ip: str | None) -> tuple[str, str]:
@@ -244,6 +315,15 @@ async def _count_auto_links(conn, user_id: str) -> int:
     )).scalar_one()
 
 
+UNSETTLED = frozenset({"pending", "reconnecting"})
+
+
+def next_sync_in(rt, state: str) -> int:
+    """Come back soon while a connect or reconnect is under way, so the extension (and its
+    user) learns the outcome, and a fresh cookie reaches an incident quickly."""
+    return min(60, rt.settings.sync_interval_s) if state in UNSETTLED else rt.settings.sync_interval_s
+
+
 async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     s = rt.settings
     now = utcnow()
@@ -254,7 +334,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     if cached is not None and cached.fingerprint == fingerprint:
         rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version, device.user_id)
         rt.metrics.syncs.labels("unchanged").inc()
-        return SyncOut(cached.state, cached.account_id, s.sync_interval_s)
+        return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
 
     async with reader(rt.engine) as conn:  # most cache misses are unchanged cookies: no write lock for them
         row = (await conn.execute(
@@ -265,7 +345,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
         rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
         cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
         rt.metrics.syncs.labels("unchanged").inc()
-        return SyncOut(row.state, row.unipile_account_id, s.sync_interval_s)
+        return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state))
 
     for _try in range(3):
         try:
@@ -292,7 +372,7 @@ async def _sync_write(rt, device: Device, body: SyncIn, ip: str | None, fingerpr
             sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
         )).first()
         if row is not None and row.cookie_fingerprint == fingerprint:
-            return SyncOut(row.state, row.unipile_account_id, s.sync_interval_s), None, row.id, False
+            return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None, row.id, False
         if row is None:
             auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
             result = await conn.execute(links.insert().values(
@@ -320,7 +400,7 @@ async def _sync_write(rt, device: Device, body: SyncIn, ip: str | None, fingerpr
             now=now,
         )
         state = decision.link.state.value
-        return SyncOut(state, row.unipile_account_id, s.sync_interval_s), decision, link_id, True
+        return SyncOut(state, row.unipile_account_id, next_sync_in(rt, state)), decision, link_id, True
 
 
 class RateLimiter:
