@@ -23,6 +23,7 @@ from cookiesync.domain.email import outbox as email_outbox
 from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.policy import State
+from cookiesync.runtime import BackgroundLoop
 from cookiesync.security import DecryptError, decrypt_cookies
 from cookiesync.unipile.client import AuthResult, CookieCredentials
 
@@ -148,30 +149,21 @@ def _result_event(result: AuthResult, scheduled: bool) -> policy.Event:
     return policy.AttemptFailed(result.failure, scheduled=scheduled)
 
 
-class AttemptRunner:
+class AttemptRunner(BackgroundLoop):
     """Claims due links and makes their attempts, at most `concurrency` at once."""
 
     def __init__(self, rt) -> None:
         self.rt = rt
         self.sem = asyncio.Semaphore(max(1, rt.settings.unipile_concurrency))
         self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
         self.inflight: set[asyncio.Task] = set()
         self.attempts_made = 0
 
     def kick(self) -> None:
         self.wake.set()
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._loop())
-
     async def stop(self, grace_s: float = 10.0) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.cancel_loop()
         if self.inflight:
             # Let attempts already talking to Unipile finish; the lease covers the rest.
             await asyncio.wait(self.inflight, timeout=grace_s)

@@ -24,6 +24,7 @@ from cookiesync.db.schema import devices, events, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
+from cookiesync.runtime import BackgroundLoop
 from cookiesync.security import CookieBundle, cookie_fingerprint, encrypt_cookies, hash_token, new_token, \
     normalize_pairing_code
 
@@ -77,7 +78,7 @@ class TTLCache:
         self.data.pop(key, None)
 
 
-class Toucher:
+class Toucher(BackgroundLoop):
     """Group-commits "last seen" times: one transaction for everything queued
     while the previous one ran. Losing a second of these on a crash is harmless."""
 
@@ -89,7 +90,6 @@ class Toucher:
         self.link_touches: dict[int, tuple[datetime, str | None]] = {}
         self.device_touches: dict[str, tuple[datetime, str | None, str]] = {}
         self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
 
     def touch(self, link_id: int, device_id: str, at: datetime, ip: str | None, version: str,
               user_id: str | None = None) -> None:
@@ -100,16 +100,8 @@ class Toucher:
         self.device_touches[device_id] = (at, ip, version)
         self.wake.set()
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._loop())
-
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.cancel_loop()
         await self.flush(all_repeats=True)
 
     async def _loop(self) -> None:
@@ -173,7 +165,7 @@ def _token_cache(rt) -> TTLCache:
 DEVICE_CACHE_TTL_S = 600.0
 
 
-class RevocationWatcher:
+class RevocationWatcher(BackgroundLoop):
     """Polls the history for revocations and erasures made by any instance, and evicts the
     affected devices from this instance's cache: one cheap indexed query every few seconds
     instead of a database read per sync."""
@@ -181,18 +173,9 @@ class RevocationWatcher:
     def __init__(self, rt) -> None:
         self.rt = rt
         self.last_event_id: int | None = None
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.cancel_loop()
 
     async def _loop(self) -> None:
         while True:
