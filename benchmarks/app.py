@@ -108,11 +108,13 @@ def build(settings: Settings) -> Litestar:
         from cookiesync.domain.sync.services import _link_cache, _token_cache
 
         rt = rt_holder["rt"]
-        ttl = float(data.get("ttl_s", rt.settings.token_cache_ttl_s))
-        for cache in (_token_cache(rt), _link_cache(rt)):
-            cache.ttl = ttl
+        caches = (_token_cache(rt), _link_cache(rt))
+        defaults = rt_holder.setdefault("default_ttls", [c.ttl for c in caches])
+        for cache, default in zip(caches, defaults):
+            # without ttl_s: back to each cache's own default (the figures after this one use them)
+            cache.ttl = float(data["ttl_s"]) if "ttl_s" in data else default
             cache.data.clear()
-        return {"ttl_s": ttl}
+        return {"ttl_s": [c.ttl for c in caches]}
 
     @post("/_bench/gc", status_code=200, include_in_schema=False, sync_to_thread=False)
     def collect() -> dict:

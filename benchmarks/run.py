@@ -375,7 +375,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
         if cfg.cold:
             svc.http.post("/_bench/cache-ttl", json={"ttl_s": 0}).raise_for_status()
             r = ratio_series(ctx, svc, 0.0, "unchanged, caches off")
-            svc.http.post("/_bench/cache-ttl", json={"ttl_s": svc.settings.token_cache_ttl_s}).raise_for_status()
+            svc.http.post("/_bench/cache-ttl", json={}).raise_for_status()  # each cache back to its default
             ctx.raw[kind]["ingest unchanged, caches off"] = r
             ctx.rows += ingest_rows(kind, "unchanged, every request a cache miss", r, None)
 
@@ -504,6 +504,14 @@ def main(argv: list[str] | None = None) -> int:
             ctx.rows.append(Row(kind, "benchmark run", "skipped: time budget", "completes", False))
             continue
         bench_backend(ctx, kind)
+    # 5. the support console's pages over HTTP at 100k links (full run: also 1M), on each backend;
+    # its own time budget (benchmarks/console.py)
+    from benchmarks import console
+
+    ctx.say("== support console: page loads over HTTP (benchmarks/console.py)")
+    results = console.run([b.strip() for b in args.backends.split(",") if b.strip()], quick=args.quick)
+    ctx.rows += [Row(*r) for r in console.rows(results)]
+    ctx.raw["console"] = console.raw(results)
     table = print_table(ctx.rows)
     print(f"\n## cookiesync benchmarks ({cfg.name} run, {time.monotonic() - ctx.started:.0f} s)\n")
     print(table)
