@@ -45,6 +45,7 @@ extension:
 
 ## Benchmarks (see README): prints a table of ratios measured side by side.
 bench: venv
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run
 
 clean:

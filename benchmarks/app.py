@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sys
 import time
 
 import msgspec
@@ -126,13 +127,26 @@ def build(settings: Settings) -> Litestar:
     return app
 
 
+def app_from_settings_file():
+    """For granian (it imports an app by name): settings from COOKIESYNC_BENCH_SETTINGS."""
+    with open(os.environ["COOKIESYNC_BENCH_SETTINGS"], "rb") as fh:
+        return build(msgspec.json.decode(fh.read(), type=Settings))
+
+
 def main() -> None:
     import uvicorn
 
     p = argparse.ArgumentParser()
     p.add_argument("--settings", required=True)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     args = p.parse_args()
+    if args.server == "granian":
+        os.environ["COOKIESYNC_BENCH_SETTINGS"] = args.settings
+        os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+                                   "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
+                                   "--factory", "--log-level", "warning", "--no-ws",
+                                   "benchmarks.app:app_from_settings_file"])
     with open(args.settings, "rb") as fh:
         settings = msgspec.json.decode(fh.read(), type=Settings)
     # Same server set-up as `cookiesync serve`: uvicorn, one worker, its default

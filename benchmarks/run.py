@@ -154,6 +154,7 @@ class Service:
     """One cookiesync (bench app) process on a database of one kind, plus its Unipile stand-in."""
 
     server_module = "benchmarks.app"
+    server = "uvicorn"  # or "granian": the same app under the other ASGI server
 
     def __init__(self, kind: str, cfg: Config, workdir: Path, **overrides) -> None:
         self.kind, self.cfg, self.workdir = kind, cfg, workdir
@@ -188,15 +189,25 @@ class Service:
                                       "--api-key", STUB_KEY], cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self.procs.append(self.stub)
         self.server = subprocess.Popen([sys.executable, "-m", self.server_module, "--settings",
-                                        str(self.workdir / "settings.json"), "--port", str(self.port)],
+                                        str(self.workdir / "settings.json"), "--port", str(self.port),
+                                        "--server", self.server],
                                        cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self.procs.append(self.server)
         wait_http(self.stub_url + "/_sim/stats", self.stub)
         wait_http(self.url + "/healthz", self.server)
         self.pid = self.server.pid
+        if self.server_kind_has_workers():
+            # granian serves from a worker process: measure that one's CPU
+            kids = [int(x) for t in Path(f"/proc/{self.pid}/task").iterdir()
+                    for x in (t / "children").read_text().split()]
+            if kids:
+                self.pid = kids[0]
         self.http = httpx.Client(base_url=self.url, timeout=600)
         if self.pg_name:
             self.pg_sampler = PgCpuSampler(self.pg_name)
+
+    def server_kind_has_workers(self) -> bool:
+        return self.server == "granian"
 
     def stop(self) -> None:
         if getattr(self, "pg_sampler", None):
@@ -478,11 +489,44 @@ def print_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def bench_servers(ctx: Ctx) -> None:
+    """uvicorn vs granian serving the same app: sync (unchanged mix) and the bare endpoint."""
+    try:
+        import granian  # noqa: F401
+    except ImportError:
+        ctx.rows.append(Row("server", "uvicorn vs granian", "skipped: granian not installed", "measured", False))
+        return
+    results = {}
+    for server in ("uvicorn", "granian"):
+        workdir = Path(tempfile.mkdtemp(prefix=f"cs-bench-{server}-"))
+        svc = Service("sqlite", ctx.cfg, workdir)
+        svc.server = server
+        ctx.say(f"== server comparison: {server} ({workdir})")
+        try:
+            svc.start()
+            svc.devices = asyncio.run(data.pair_devices(svc.url, svc.api_key, ctx.cfg.devices, concurrency=4))
+            svc.db(data.mark_connected)
+            svc.devices_file = workdir / "devices.txt"
+            load.write_devices_file(svc.devices_file, svc.devices)
+            results[server] = ratio_series(ctx, svc, 0.0, f"unchanged under {server}")
+        finally:
+            svc.stop()
+    u, g = results["uvicorn"], results["granian"]
+    for ep in ("sync", "bare"):
+        ctx.rows.append(Row("server", f"{ep}: granian/uvicorn req/s (sqlite, unchanged)",
+                            f"{g[ep]['rps'] / u[ep]['rps']:.2f} ({g[ep]['rps']:,.0f} / {u[ep]['rps']:,.0f} req/s; "
+                            f"CPU {g[ep]['cpu_us'] or 'n/a'}/{u[ep]['cpu_us']:.0f} µs/req; "
+                            f"p99 {g[ep]['p99_us'] / 1000:.1f}/{u[ep]['p99_us'] / 1000:.1f} ms)", "—", None))
+    ctx.raw["servers"] = {k: {ep: v[ep] for ep in ("sync", "bare")} for k, v in results.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     p.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
+    p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups (servers, databases)
     cfg = QUICK if args.quick else FULL
@@ -504,7 +548,10 @@ def main(argv: list[str] | None = None) -> int:
             ctx.rows.append(Row(kind, "benchmark run", "skipped: time budget", "completes", False))
             continue
         bench_backend(ctx, kind)
-    # 5. the support console's pages over HTTP at 100k links (full run: also 1M), on each backend;
+    # 5. the production server: the same app under uvicorn and under granian, unchanged mix, SQLite
+    if args.servers and ctx.left() > 60:
+        bench_servers(ctx)
+    # 6. the support console's pages over HTTP at 100k links (full run: also 1M), on each backend;
     # its own time budget (benchmarks/console.py)
     from benchmarks import console
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
-from cookiesync.db.schema import api_keys, devices, events, links, outbox, staff_sessions
+from cookiesync.db.schema import api_keys, devices, events, links, notifications, outbox, staff_sessions
 from tests.conftest import make_settings, need, postgres_available, start_service
 
 PASSWORD = "correct horse battery staple"
@@ -182,6 +183,27 @@ def queue_email(svc, lid: int) -> int:
     return svc.db(q)
 
 
+def add_notification(svc, lid: int | None, user_id: str, plain_id: str, *, event_type: str = "link.needs_user",
+                     status: str = "pending", attempts: int = 0, last_status_code: int | None = None,
+                     last_error: str | None = None, reason: str = "gave up", delivered: bool = False) -> int:
+    """A notification row as domain/notifications/services.py writes (and the notifier updates) it."""
+    now = datetime.now(timezone.utc)
+    payload = {"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"),
+               "data": {"user_id": user_id, "plain_id": plain_id, "status": event_type.split(".", 1)[1],
+                        "unipile_account_id": None, "reason": reason}}
+
+    async def q(conn):
+        result = await conn.execute(notifications.insert().values(
+            msg_id="msg_" + os.urandom(12).hex(), event_type=event_type, user_id=user_id, link_id=lid,
+            payload=msgspec.json.encode(payload).decode(), status=status, attempts=attempts,
+            next_attempt_at=now + timedelta(minutes=5) if status == "pending" else None,
+            last_attempt_at=now if attempts else None, last_status_code=last_status_code, last_error=last_error,
+            created_at=now, delivered_at=now if delivered else None))
+        return result.inserted_primary_key[0]
+
+    return svc.db(q)
+
+
 def start_console(tmp_path: Path, **overrides):
     settings = make_settings(tmp_path, **({"unipile_dsn": DEAD_UNIPILE, "unipile_api_key": "none",
                                            "trusted_proxies": "127.0.0.1", "sweep_interval_s": 0.5} | overrides))
@@ -217,7 +239,7 @@ def viewer(console):
     client.close()
 
 
-PAGES = ["/support/", "/support/links", "/support/links?state=pending", "/support/outbox"]
+PAGES = ["/support/", "/support/links", "/support/links?state=pending", "/support/outbox", "/support/notifications"]
 _seq = itertools.count(1)
 
 
@@ -229,7 +251,7 @@ def unique(prefix: str) -> str:
 def test_anonymous_is_sent_to_the_login_page(console) -> None:
     lid, _ = make_link(console, unique("anon"), "7001", "AQEDAR-anon-cookie-7001")
     anon = StaffClient(console)
-    for path in PAGES + [f"/support/links/{lid}", "/support/outbox/1"]:
+    for path in PAGES + [f"/support/links/{lid}", "/support/outbox/1", "/support/notifications/1"]:
         r = anon.get(path)
         assert r.status_code == 303, path
         assert r.headers["location"].startswith("/support/login?next=/support"), (path, r.headers["location"])
@@ -241,7 +263,7 @@ def test_anonymous_is_sent_to_the_login_page(console) -> None:
         assert r.status_code == 303 and r.headers["location"].startswith("/support/login"), path
     assert link_events(console, lid, "staff_action") == []
     for path in ["/v1/support/overview", "/v1/support/links", f"/v1/support/links/{lid}", "/v1/support/outbox",
-                 "/v1/support/me"]:
+                 "/v1/support/notifications", "/v1/support/notifications/1", "/v1/support/me"]:
         r = anon.get(path)
         assert r.status_code == 401 and r.json()["detail"], path
     r = anon.http.post(f"/v1/support/links/{lid}/actions/retry")
@@ -595,6 +617,91 @@ def test_outbox_pages_show_the_email_sandboxed(console, op) -> None:
     assert op.get("/support/outbox/999999").status_code == 404
 
 
+def test_notifications_pages_and_api(console, op, viewer) -> None:
+    user = unique("notify")
+    lid, _ = make_link(console, user, "8351", "AQEDAR-notify-cookie-8351")
+    ok = add_notification(console, lid, user, "8351", event_type="link.connected", status="delivered", attempts=1,
+                          last_status_code=204, delivered=True)
+    retrying = add_notification(console, lid, user, "8351", status="pending", attempts=3,
+                                last_error="ConnectError", reason="<script>alert(1)</script>")
+    dead = add_notification(console, lid, user, "8351", event_type="link.disabled", status="failed", attempts=10,
+                            last_status_code=500, last_error="HTTP 500")
+    page = op.get("/support/notifications")
+    assert page.status_code == 200 and 'href="/support/notifications" class="here"' in page.text
+    rows = re.findall(r'<tr data-notification-id="(\d+)" data-status="([a-z]+)">(.*?)</tr>', page.text, re.S)
+    ids = [int(i) for i, _, _ in rows]
+    assert ids[:3] == [dead, retrying, ok]  # newest first
+    by_id = {int(i): (st, body) for i, st, body in rows}
+    assert by_id[retrying][0] == "pending" and "ConnectError" in by_id[retrying][1]
+    assert '<td class="num">3</td>' in by_id[retrying][1] and "<time" in by_id[retrying][1]
+    assert by_id[dead][0] == "failed" and "HTTP 500" in by_id[dead][1] and '<td class="num">500</td>' in by_id[dead][1]
+    assert f'{user} / 8351 · <a href="/support/links/{lid}">link #{lid}</a>' in by_id[ok][1]
+    assert by_id[ok][0] == "delivered" and '<td class="num">204</td>' in by_id[ok][1]
+    # filters and keyset pagination, page and JSON alike
+    failed = op.get("/support/notifications?status=failed").text
+    assert f'data-notification-id="{dead}"' in failed and f'data-notification-id="{retrying}"' not in failed
+    connected = op.get("/support/notifications?event_type=link.connected").text
+    assert f'data-notification-id="{ok}"' in connected and f'data-notification-id="{dead}"' not in connected
+    api = op.get(f"/v1/support/notifications?link_id={lid}&limit=2").json()
+    assert [n["id"] for n in api["items"]] == [dead, retrying] and api["next_cursor"]
+    assert api["items"][1] | {"next_attempt_at": None, "last_attempt_at": None, "created_at": None} == {
+        "id": retrying, "msg_id": api["items"][1]["msg_id"], "event_type": "link.needs_user", "user_id": user,
+        "plain_id": "8351", "link_id": lid, "status": "pending", "attempts": 3, "last_status_code": None,
+        "last_error": "ConnectError", "created_at": None, "next_attempt_at": None, "last_attempt_at": None,
+        "delivered_at": None}
+    rest = op.get(f"/v1/support/notifications?link_id={lid}&limit=2&cursor={api['next_cursor']}").json()
+    assert [n["id"] for n in rest["items"]] == [ok] and rest["next_cursor"] is None
+    assert all(n["status"] == "failed" for n in op.get("/v1/support/notifications?status=failed").json()["items"])
+    assert op.get("/v1/support/notifications?status=bogus").status_code == 400
+    assert op.get("/v1/support/notifications?cursor=abc").status_code == 400
+    assert op.get(f"/support/notifications?link_id={lid}&cursor={api['next_cursor']}").text.count(
+        "data-notification-id=") == 1
+    # one notification: the payload pretty-printed and escaped
+    detail = op.get(f"/support/notifications/{retrying}")
+    assert detail.status_code == 200
+    pre = re.search(r'<pre id="notification-payload">(.*?)</pre>', detail.text, re.S).group(1)
+    assert "<" not in pre and '\n  "data": {\n' in unescape(pre)
+    assert '"reason": "<script>alert(1)</script>"' in unescape(pre)
+    assert '<dd id="notification-attempts">3</dd>' in detail.text and "ConnectError" in detail.text
+    one = op.get(f"/v1/support/notifications/{retrying}").json()
+    assert one["notification"]["attempts"] == 3 and one["payload"]["data"]["reason"] == "<script>alert(1)</script>"
+    assert op.get("/support/notifications/999999").status_code == 404
+    assert op.get("/v1/support/notifications/999999").status_code == 404
+    # on the link's page, and in its JSON
+    link_page = op.get(f"/support/links/{lid}").text
+    section = link_page[link_page.index('id="card-notifications"'):]
+    assert f'href="/support/notifications/{dead}"' in section and "HTTP 500" in section
+    assert [n["id"] for n in op.get(f"/v1/support/links/{lid}").json()["notifications"]] == [dead, retrying, ok]
+    # a viewer reads it all
+    assert viewer.get("/support/notifications").status_code == 200
+    assert viewer.get(f"/support/notifications/{dead}").status_code == 200
+    assert viewer.get(f"/v1/support/notifications/{dead}").json()["notification"]["status"] == "failed"
+
+
+def test_failing_deliveries_show_attempts_and_last_error(tmp_path) -> None:
+    svc = start_console(tmp_path, integrator_webhook_url="http://127.0.0.1:9/hooks", notify_retry_base_s=0.2)
+    try:
+        lid, _ = make_link(svc, "hook-user", "8361", "AQEDAR-hook-cookie-8361")
+        from cookiesync.domain.notifications.services import enqueue
+
+        async def q(conn):
+            row = (await conn.execute(sa.select(links).where(links.c.id == lid))).one()
+            await enqueue(svc.rt, conn, row=row, new_state="needs_user", reason="gave up", incident_id=None,
+                          account_id=None)
+
+        svc.db(q)
+        client = logged_in(svc, "viewer@example.com")
+        item = wait_for(lambda: next((n for n in client.get("/v1/support/notifications").json()["items"]
+                                      if n["attempts"] >= 2), None))
+        assert item["status"] == "pending" and item["last_error"] and item["plain_id"] == "8361"
+        page = client.get("/support/notifications?status=pending").text
+        assert f'data-notification-id="{item["id"]}"' in page and item["last_error"] in page
+        assert item["last_error"] in client.get(f"/support/notifications/{item['id']}").text
+        client.close()
+    finally:
+        stop(svc)
+
+
 # --- actions -------------------------------------------------------------------------------------------
 def test_retry_now_makes_an_attempt_and_is_audited(console, op) -> None:
     user = unique("retry")
@@ -736,10 +843,12 @@ def test_openapi_lists_the_support_api_not_the_pages(console) -> None:
     paths = schema["paths"]
     for path in ["/v1/support/overview", "/v1/support/links", "/v1/support/links/{link_id}",
                  "/v1/support/links/{link_id}/actions/{action}", "/v1/support/outbox",
-                 "/v1/support/outbox/{outbox_id}", "/v1/support/devices/{device_id}/revoke", "/v1/support/me"]:
+                 "/v1/support/outbox/{outbox_id}", "/v1/support/devices/{device_id}/revoke", "/v1/support/me",
+                 "/v1/support/notifications", "/v1/support/notifications/{notification_id}"]:
         assert path in paths, path
     assert not [p for p in paths if p.startswith("/support")]
     assert "LinkPage" in schema["components"]["schemas"] and "Overview" in schema["components"]["schemas"]
+    assert {"NotificationPage", "NotificationDetail"} <= set(schema["components"]["schemas"])
 
 
 # --- secrets never shown ----------------------------------------------------------------------------------
@@ -753,6 +862,7 @@ def test_no_cookie_value_or_token_in_any_page(console, op) -> None:
     wait_for(lambda: len(link_events(console, lid, "attempt")) > tried)  # the fresh cookie is tried at once
     disconnect(console, lid, f"acc-{user}")
     mail = queue_email(console, lid)
+    note = add_notification(console, lid, user, "8901", status="pending", attempts=1, last_error="ConnectError")
     op.post(f"/support/links/{lid}/actions/retry")
     wait_for(lambda: link_events(console, lid, "attempt")[-1]["data"]["trigger"] == "staff")
     session = op.http.cookies["cookiesync_staff"]
@@ -765,7 +875,8 @@ def test_no_cookie_value_or_token_in_any_page(console, op) -> None:
     paths = PAGES + [f"/support/links/{lid}", f"/support/links?user_id={user}", f"/support/outbox/{mail}",
                      "/support/outbox?status=pending", "/v1/support/overview", "/v1/support/links",
                      f"/v1/support/links/{lid}", "/v1/support/outbox", f"/v1/support/outbox/{mail}",
-                     "/v1/support/me"]
+                     f"/support/notifications/{note}", "/v1/support/notifications",
+                     f"/v1/support/notifications/{note}", "/v1/support/me"]
     for path in paths:
         r = op.get(path)
         assert r.status_code == 200, path

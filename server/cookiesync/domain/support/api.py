@@ -21,6 +21,10 @@ Who = NamedDependency[Principal]
 
 LinkAction = Literal["retry", "stop", "disable", "enable", "resend-email"]
 OutboxStatus = Literal["pending", "held", "sending", "sent", "failed"]
+NotificationStatus = Literal["pending", "delivered", "failed"]
+NotificationEvent = Literal["link.connected", "link.needs_user", "link.checkpoint", "link.disabled"]
+assert set(NotificationStatus.__args__) == set(queries.NOTIFICATION_STATUSES)
+assert set(NotificationEvent.__args__) == set(queries.NOTIFICATION_EVENT_TYPES)
 LinkState = Literal["pending", "connected", "reconnecting", "needs_user", "checkpoint", "disabled"]
 assert set(LinkState.__args__) == {s.value for s in State}
 
@@ -134,3 +138,26 @@ class SupportAPI(Controller):
             return await actions.resend_email(rt, outbox_id, principal.actor, data.reason if data else None)
         except actions.NotFound:
             raise NotFoundException(detail=f"no email {outbox_id}") from None
+
+    @get("/notifications", summary="Integrator notifications, newest first, with delivery status, attempts and "
+                                   "last error; keyset-paginated", description=AUTH_NOTE)
+    async def notifications(self, rt: RT, principal: Who,
+                            status: Annotated[NotificationStatus | None, QueryParameter()] = None,
+                            event_type: Annotated[NotificationEvent | None, QueryParameter()] = None,
+                            user_id: Annotated[str | None, QueryParameter(max_length=200)] = None,
+                            link_id: Annotated[int | None, QueryParameter()] = None,
+                            cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
+                            limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50) -> S.NotificationPage:
+        try:
+            return await queries.list_notifications(rt, status=status, event_type=event_type, user_id=user_id,
+                                                    link_id=link_id, cursor=cursor, limit=limit)
+        except queries.BadQuery as exc:
+            raise ValidationException(detail=str(exc)) from None
+
+    @get("/notifications/{notification_id:int}", summary="One integrator notification with the payload sent",
+         description=AUTH_NOTE)
+    async def notification(self, rt: RT, principal: Who, notification_id: FromPath[int]) -> S.NotificationDetail:
+        detail = await queries.notification_detail(rt, notification_id)
+        if detail is None:
+            raise NotFoundException(detail=f"no notification {notification_id}")
+        return detail

@@ -2,6 +2,7 @@
 plain JS for local times and confirmations, no build step)."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -70,14 +71,21 @@ def _as_dt(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def _pretty(value) -> str:
+    """JSON, indented, for a <pre> (autoescaping escapes it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("cookiesync.domain.support", "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-_env.filters.update(iso=_iso, age=_age, pct=_pct, as_dt=_as_dt)
-_env.globals.update(states=[s.value for s in State], statuses=queries.OUTBOX_STATUSES, urlencode=urlencode)
+_env.filters.update(iso=_iso, age=_age, pct=_pct, as_dt=_as_dt, pretty=_pretty)
+_env.globals.update(states=[s.value for s in State], statuses=queries.OUTBOX_STATUSES, urlencode=urlencode,
+                    notification_statuses=queries.NOTIFICATION_STATUSES,
+                    notification_events=queries.NOTIFICATION_EVENT_TYPES)
 
 
 def render(template: str, status: int = 200, **ctx) -> Response:
@@ -325,3 +333,33 @@ class SupportPages(Controller):
             return error_page(404, "No such email", f"There is no email {outbox_id}.", member)
         log.info("support: email %s resent as %s by %s", outbox_id, out.outbox_id, member.actor)
         return Redirect(f"/support/outbox/{out.outbox_id}?done=resend", status_code=303)
+
+    @get("/notifications")
+    async def notifications(self, request: Request, rt: RT, member: Member) -> Response:
+        q = request.query_params
+        status = q.get("status") or None
+        if status and status not in queries.NOTIFICATION_STATUSES:
+            status = None
+        event_type = q.get("event_type") or None
+        if event_type and event_type not in queries.NOTIFICATION_EVENT_TYPES:
+            event_type = None
+        link_id = q.get("link_id")
+        try:
+            page = await queries.list_notifications(rt, status=status, event_type=event_type,
+                                                    user_id=q.get("user_id") or None,
+                                                    link_id=int(link_id) if link_id and link_id.isdigit() else None,
+                                                    cursor=q.get("cursor") or None)
+        except queries.BadQuery as exc:
+            return error_page(400, "Bad request", str(exc), member)
+        args = {k: v for k, v in (("status", status), ("event_type", event_type), ("user_id", q.get("user_id")),
+                                  ("link_id", link_id)) if v}
+        return render("notifications.html", title="Notifications", page_id="notifications", member=member,
+                      page=page, status_filter=status, event_filter=event_type, args=args, cursor=q.get("cursor"))
+
+    @get("/notifications/{notification_id:int}")
+    async def notification(self, notification_id: FromPath[int], rt: RT, member: Member) -> Response:
+        detail = await queries.notification_detail(rt, notification_id)
+        if detail is None:
+            return error_page(404, "No such notification", f"There is no notification {notification_id}.", member)
+        return render("notification.html", title=f"Notification {notification_id}", page_id="notification",
+                      member=member, n=detail)

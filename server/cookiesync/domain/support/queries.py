@@ -4,6 +4,7 @@ lists use keyset pagination so page 500 costs what page 1 costs."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import UTCDateTime, devices, events, incidents, leases, links, outbox, users, utcnow
+from cookiesync.db.schema import UTCDateTime, devices, events, incidents, leases, links, notifications, outbox, \
+    users, utcnow
+from cookiesync.domain.notifications.services import EVENT_TYPES
 from cookiesync.domain.support import schemas as S
 from cookiesync.domain.support.stats import link_counts
 
@@ -358,6 +361,8 @@ async def link_detail(rt, link_id: int, *, before: int | None = None, limit: int
                                    .order_by(incidents.c.id.desc()).limit(20))).all()
         mails = (await conn.execute(sa.select(*_OUTBOX_COLUMNS).where(outbox.c.link_id == link_id)
                                     .order_by(outbox.c.id.desc()).limit(50))).all()
+        notes = (await conn.execute(sa.select(*_NOTIFICATION_COLUMNS).where(notifications.c.link_id == link_id)
+                                    .order_by(notifications.c.id.desc()).limit(20))).all()
         others = (await conn.execute(
             sa.select(*_LIST_COLUMNS, users.c.email)
             .select_from(links.outerjoin(users, users.c.user_id == links.c.user_id))
@@ -394,7 +399,8 @@ async def link_detail(rt, link_id: int, *, before: int | None = None, limit: int
         incidents=[S.IncidentInfo(i.id, i.kind, i.opened_at, i.closed_at, i.outcome, i.attempts) for i in incs],
         emails=[_outbox_summary(m) for m in mails],
         other_links=[_summary(rt, o, now) for o in others],
-        timeline=timeline, timeline_next_cursor=rows[-1].id if more and rows else None)
+        timeline=timeline, timeline_next_cursor=rows[-1].id if more and rows else None,
+        notifications=[_notification_summary(n) for n in notes])
 
 
 # --- outbox ------------------------------------------------------------------------------
@@ -439,3 +445,69 @@ async def outbox_detail(rt, outbox_id: int) -> S.OutboxDetail | None:
     if r is None:
         return None
     return S.OutboxDetail(email=_outbox_summary(r), body_text=redact(r.body_text), body_html=redact(r.body_html))
+
+
+# --- integrator notifications -------------------------------------------------------------
+NOTIFICATION_STATUSES = ("pending", "delivered", "failed")
+NOTIFICATION_EVENT_TYPES = tuple(EVENT_TYPES.values())
+
+_NOTIFICATION_COLUMNS = [notifications.c.id, notifications.c.msg_id, notifications.c.event_type,
+                         notifications.c.user_id, notifications.c.link_id, notifications.c.payload,
+                         notifications.c.status, notifications.c.attempts, notifications.c.last_status_code,
+                         notifications.c.last_error, notifications.c.created_at, notifications.c.next_attempt_at,
+                         notifications.c.last_attempt_at, notifications.c.delivered_at]
+
+
+def _payload(text: str | None) -> dict[str, Any]:
+    """The body as sent, parsed and cleaned (secret-sounding keys redacted, sizes bounded)."""
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return {"raw": clean(text or "")}
+    return clean(value) if isinstance(value, dict) else {"value": clean(value)}
+
+
+def _notification_summary(r: Any, payload: dict[str, Any] | None = None) -> S.NotificationSummary:
+    data = (payload if payload is not None else _payload(r.payload)).get("data")
+    plain_id = data.get("plain_id") if isinstance(data, dict) else None
+    return S.NotificationSummary(
+        id=r.id, msg_id=r.msg_id, event_type=r.event_type, user_id=r.user_id,
+        plain_id=str(plain_id) if plain_id is not None else None, link_id=r.link_id, status=r.status,
+        attempts=r.attempts, last_status_code=r.last_status_code, last_error=r.last_error, created_at=r.created_at,
+        next_attempt_at=r.next_attempt_at, last_attempt_at=r.last_attempt_at, delivered_at=r.delivered_at)
+
+
+async def list_notifications(rt, *, status: str | None = None, event_type: str | None = None,
+                             user_id: str | None = None, link_id: int | None = None, cursor: str | None = None,
+                             limit: int = 50) -> S.NotificationPage:
+    limit = max(1, min(200, limit))
+    query = sa.select(*_NOTIFICATION_COLUMNS)
+    if status:
+        query = query.where(notifications.c.status == status)
+    if event_type:
+        query = query.where(notifications.c.event_type == event_type)
+    if user_id:
+        query = query.where(notifications.c.user_id == user_id)
+    if link_id is not None:
+        query = query.where(notifications.c.link_id == link_id)
+    if cursor:
+        try:
+            query = query.where(notifications.c.id < int(cursor))
+        except ValueError:
+            raise BadQuery("malformed cursor: pass back the next_cursor of the previous page") from None
+    async with reader(rt.engine) as conn:
+        rows = (await conn.execute(query.order_by(notifications.c.id.desc()).limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return S.NotificationPage(items=[_notification_summary(r) for r in rows], limit=limit,
+                              next_cursor=str(rows[-1].id) if more and rows else None)
+
+
+async def notification_detail(rt, notification_id: int) -> S.NotificationDetail | None:
+    async with reader(rt.engine) as conn:
+        r = (await conn.execute(sa.select(*_NOTIFICATION_COLUMNS)
+                                .where(notifications.c.id == notification_id))).first()
+    if r is None:
+        return None
+    payload = _payload(r.payload)
+    return S.NotificationDetail(notification=_notification_summary(r, payload), payload=payload)

@@ -163,6 +163,34 @@ class TimelineEvent(msgspec.Struct):
     outbox_id: int | None = None
 
 
+class NotificationSummary(msgspec.Struct):
+    id: int
+    msg_id: str               # the `webhook-id` the integrator receives
+    event_type: str           # link.connected | link.needs_user | link.checkpoint | link.disabled
+    user_id: str
+    plain_id: str | None      # from the payload
+    link_id: int | None
+    status: str               # pending | delivered | failed
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class NotificationPage(msgspec.Struct):
+    items: list[NotificationSummary]
+    limit: int
+    next_cursor: str | None   # pass back as `cursor` for the next page
+
+
+class NotificationDetail(msgspec.Struct):
+    notification: NotificationSummary
+    payload: dict[str, Any]   # the JSON body sent (secret-sounding keys redacted)
+
+
 class LinkDetail(msgspec.Struct):
     link: LinkSummary
     user: UserInfo
@@ -177,6 +205,7 @@ class LinkDetail(msgspec.Struct):
     other_links: list[LinkSummary]
     timeline: list[TimelineEvent]
     timeline_next_cursor: int | None    # pass back as `before` for older events
+    notifications: list[NotificationSummary] = []   # the link's integrator notifications, newest 20
 
 
 class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
