@@ -756,6 +756,16 @@ def test_resend_last_email(console, op) -> None:
     lid, _ = make_link(console, user, "8601", "AQEDAR-resend-cookie-8601")
     assert op.api("POST", f"/v1/support/links/{lid}/actions/resend-email").json()["ok"] is False
     first = queue_email(console, lid)
+    # make it an old email: its reconnect link has expired
+    expired = console.rt.reconnect_signer.sign({"l": lid, "i": None}, ttl_s=-60)
+
+    async def age(conn):
+        body = (await conn.execute(sa.select(outbox.c.body_text).where(outbox.c.id == first))).scalar()
+        old = re.search(r"/reconnect/([^\s\"<]+)", body).group(1)
+        await conn.execute(outbox.update().where(outbox.c.id == first)
+                           .values(body_text=body.replace(old, expired)))
+
+    console.db(age)
     r = op.post(f"/support/links/{lid}/actions/resend-email")
     assert r.status_code == 303
 
@@ -766,7 +776,12 @@ def test_resend_last_email(console, op) -> None:
     original, copy = console.db(rows)
     assert original["id"] == first
     assert copy["dedupe_key"] != original["dedupe_key"] and copy["message_id"] != original["message_id"]
-    assert copy["status"] == "pending" and copy["attempts"] == 0 and copy["body_html"] == original["body_html"]
+    assert copy["status"] == "pending" and copy["attempts"] == 0 and copy["subject"] == original["subject"]
+    # rendered anew, with a fresh reconnect link (the original's may have expired)
+    link_of = lambda body: re.search(r"/reconnect/([^\s\"<]+)", body).group(1)  # noqa: E731
+    assert link_of(original["body_text"]) == expired
+    assert console.rt.reconnect_signer.verify(expired) is None
+    assert console.rt.reconnect_signer.verify(link_of(copy["body_text"]))["l"] == lid
     audit = link_events(console, lid, "staff_action")[-1]
     assert audit["data"]["action"] == "resend_email" and audit["data"]["outbox_id"] == copy["id"]
     assert audit["actor"] == "staff:op@example.com"

@@ -109,8 +109,9 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
     return decision
 
 
-async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,
-                      now: datetime) -> bool:
+async def render_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,
+                       now: datetime) -> tuple[str, str, str, bool]:
+    """Subject, text, HTML and whether the extension looks stale; with a fresh reconnect link."""
     s = rt.settings
     user = (await conn.execute(sa.select(users).where(users.c.user_id == row.user_id))).first()
     link_row = await load_link(conn, row.id)
@@ -122,6 +123,14 @@ async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, i
         reconnect_url=f"{s.base_url}/reconnect/{token}", link_ttl_s=s.reconnect_link_ttl_s,
         stale=stale, last_cookie=last_cookie,
     )
+    return subject, text, html, stale
+
+
+async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,
+                      now: datetime) -> bool:
+    s = rt.settings
+    user = (await conn.execute(sa.select(users).where(users.c.user_id == row.user_id))).first()
+    subject, text, html, stale = await render_email(rt, conn, row, kind, incident_id, now)
     dedupe = f"{kind.value}:link{row.id}:incident{incident_id if incident_id is not None else now.isoformat()}"
     written = await email_outbox.enqueue(
         conn, dedupe_key=dedupe, kind=kind.value, user_id=row.user_id, link_id=row.id,
