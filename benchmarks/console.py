@@ -46,8 +46,9 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from benchmarks.data import _pg_admin
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEAD_UNIPILE = "http://127.0.0.1:9"   # nothing listens; no attempt is due anyway
 STAFF_EMAIL, STAFF_PASSWORD = "bench-operator@example.com", "console bench password 1"
 GOAL_S = 1.0
@@ -331,16 +332,6 @@ async def _hot_postgres(conn, hot: int, n: int, now: datetime) -> None:
         "SELECT 'hot-' || i, 'reconnect_needed', $2::text, $3::int, $2::text || '@example.com', 'Reconnect', 'text', "
         "'<p>html</p>', '<hot-' || i || '@cookiesync>', 'sent', 1, $1, $1 FROM generate_series(0, 29) AS s(i)",
         now, uid, hot)
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def postgres_reachable() -> bool:

@@ -43,7 +43,8 @@ def no_secret_in_the_whole_run_log():
     root.removeHandler(handler)
     root.setLevel(old_level)
     text = "\n".join(handler.lines)
-    assert len(handler.lines) > 0
+    if USED_SECRETS:  # services ran, so the handler must have seen their lines
+        assert handler.lines, "the run-wide log handler captured nothing"
     leaked = sorted(s for s in USED_SECRETS if s in text)
     assert not leaked, f"{len(leaked)} secret(s) found in the run's logs, e.g. {leaked[0][:6]}…"
 

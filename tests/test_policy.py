@@ -194,3 +194,12 @@ def test_late_scheduled_attempt_after_downtime_runs_the_next_slot_at_once() -> N
     late = T0 + 3 * H
     d = p.decide(current, p.AttemptFailed(Failure.NEEDS_USER, scheduled=True), late, CFG)
     assert d.link.next_slot == 2 and d.link.next_attempt_at == T0 + 2 * H <= late
+
+
+def test_a_fresher_cookie_during_a_failed_call_is_tried_at_once() -> None:
+    current = run_window([Failure.NEEDS_USER])[-1].link
+    at = current.next_attempt_at
+    d = p.decide(current, p.AttemptFailed(Failure.NEEDS_USER, scheduled=True, newer_cookie=True), at, CFG)
+    assert d.attempt_now and d.link.next_attempt_at == at and d.link.next_slot == 2
+    gone = p.decide(p.Link(State.DISABLED), p.AttemptFailed(Failure.NEEDS_USER, True, newer_cookie=True), at, CFG)
+    assert not gone.attempt_now

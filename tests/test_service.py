@@ -12,19 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from cookiesync.db.schema import events, links
+from tests.support.wait import wait_for
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
-
-
-def wait_for(fn, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(interval)
 
 
 def sim_accounts(sim) -> list[dict]:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from cookiesync.db.schema import api_keys, devices, events, links, notifications, outbox, staff_sessions
 from tests.conftest import make_settings, need, postgres_available, start_service
+from tests.support.wait import wait_for
 
 PASSWORD = "correct horse battery staple"
 DEAD_UNIPILE = "http://127.0.0.1:9"  # nothing listens: attempts fail fast (transient)
@@ -120,17 +121,6 @@ def link_events(svc, lid: int, kind: str | None = None) -> list[dict]:
         return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
     return svc.db(q)
-
-
-def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(interval)
 
 
 def make_link(svc, user_id: str, plain_id: str, li_at: str, li_a: str | None = None,

@@ -54,7 +54,7 @@ async def _demo(s: Settings) -> tuple[str, str, str, str]:
             fh.write(msgspec.json.format(msgspec.json.encode(stored)))
     from cookiesync.domain.support.staff import add_staff
 
-    await add_staff(s, "admin@localhost.test", "operator", staff_password)
+    await add_staff(s, "admin@localhost.test", "operator", staff_password, migrate_first=False)
     engine = make_engine(s.database)
     now = utcnow()
     code = new_pairing_code()

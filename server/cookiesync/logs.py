@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import re
 import sys
 import uuid
@@ -112,7 +111,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     if not _configured:
         _install_record_factory()
         logger = logging.getLogger("cookiesync")
-        if not logging.getLogger().handlers and not os.environ.get("PYTEST_CURRENT_TEST"):
+        if not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(JsonFormatter() if fmt == "json" else
                                  TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

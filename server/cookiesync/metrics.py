@@ -10,6 +10,8 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.syncs = Counter("cookiesync_syncs_total", "Extension syncs by outcome", ["outcome"], registry=r)
+        self.syncs_unchanged = self.syncs.labels("unchanged")  # resolved once: counted on every sync
+        self.syncs_changed = self.syncs.labels("changed")
         self.unipile_calls = Histogram(
             "cookiesync_unipile_call_seconds", "Unipile calls by endpoint and HTTP status", ["endpoint", "status"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30), registry=r)

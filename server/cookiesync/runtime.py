@@ -53,6 +53,18 @@ class Runtime:
     notifier: "object | None" = None    # domain.notifications.services.Notifier
     caches: dict = field(default_factory=dict)
     background: set = field(default_factory=set)
+    trusted_proxies: list = field(init=False)
+
+    def __post_init__(self) -> None:
+        # parsed once: the sync hot path asks for it on every request
+        self.trusted_proxies = self.settings.trusted_proxy_networks
+
+    def cache(self, name: str, factory):
+        """The named per-instance cache, built by `factory` only the first time."""
+        found = self.caches.get(name)
+        if found is None:
+            found = self.caches[name] = factory()
+        return found
 
     @property
     def policy_config(self) -> policy.Config:

@@ -30,6 +30,7 @@ import pytest
 from tests.conftest import Service, make_settings, need
 from tests.e2e.fakes import FakeLinkedIn, Recorded, Recorder
 from tests.support.servers import ServerThread, free_port
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "extension"
@@ -197,15 +198,9 @@ class LiveBackend:
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, pump: Callable[[float], None],
                  what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; the service saw "
-                                     f"{[(r.method, r.path, r.reason, r.status) for r in self.requests]}")
-            pump(0.05)
+        return wait_for(predicate, timeout, sleep=pump, what=lambda _: (
+            f"timed out after {timeout:.1f} s waiting for {what}; the service saw "
+            f"{[(r.method, r.path, r.reason, r.status) for r in self.requests]}"))
 
 
 @pytest.fixture
@@ -244,14 +239,8 @@ class Browser:
         return self.sw.evaluate("chrome.alarms.get('cookiesync-sync').then(a => a ?? null)")
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-            self.pump(0.05)
+        return wait_for(predicate, timeout, sleep=self.pump,
+                        what=lambda _: f"timed out after {timeout:.1f} s waiting for {what}")
 
     def set_linkedin_cookies(self, li_at: str, li_a: str | None) -> None:
         cookies = [{"name": "li_at", "value": li_at, "domain": ".linkedin.com", "path": "/", "secure": True,

@@ -30,7 +30,7 @@ UserId = Annotated[str, Parameter(pattern=USER_ID_PATTERN, description="the inte
 async def require_api_key(rt: Runtime, request: Request) -> str:
     """Returns the key's name (for the audit trail)."""
     token_hash = hash_token(bearer_token(request))
-    cache = rt.caches.setdefault("api_keys", TTLCache(rt.settings.token_cache_ttl_s))
+    cache = rt.cache("api_keys", lambda: TTLCache(rt.settings.token_cache_ttl_s))
     name = cache.get(token_hash)
     if name is None:
         async with reader(rt.engine) as conn:

@@ -93,6 +93,7 @@ class AttemptCheckpoint:
 class AttemptFailed:
     failure: Failure
     scheduled: bool  # the attempt was the due slot (not an out-of-schedule one)
+    newer_cookie: bool = False  # a fresher cookie arrived while the call was under way
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,11 @@ def decide(link: Link, event: Event, now: datetime, config: Config = Config()) -
                 note=f"Unipile asked for a {event.checkpoint_type} checkpoint: the user must act",
             )
         case AttemptFailed():
-            return _on_failure(link, event, now, config)
+            decision = _on_failure(link, event, now, config)
+            if event.newer_cookie and decision.link.state not in (State.DISABLED, State.CONNECTED):
+                return replace(decision, link=replace(decision.link, next_attempt_at=now), attempt_now=True,
+                               note=decision.note + "; a fresher cookie arrived meanwhile: trying it at once")
+            return decision
         case StaffAction():
             return _on_staff(link, event, now)
     raise TypeError(f"unknown event {event!r}")

@@ -17,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cookiesync.db.engine import reader
 from cookiesync.db.schema import events, incidents, links, users, utcnow
 from cookiesync.domain.email import outbox as email_outbox
 from cookiesync.domain.notifications import services as notify
@@ -149,13 +148,13 @@ async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, i
     return written
 
 
-def _result_event(result: AuthResult, scheduled: bool) -> policy.Event:
+def _result_event(result: AuthResult, scheduled: bool, newer_cookie: bool) -> policy.Event:
     if result.outcome == "connected":
         return policy.AttemptSucceeded()
     if result.outcome == "checkpoint":
         return policy.AttemptCheckpoint(result.checkpoint_type or "UNKNOWN")
     assert result.failure is not None
-    return policy.AttemptFailed(result.failure, scheduled=scheduled)
+    return policy.AttemptFailed(result.failure, scheduled=scheduled, newer_cookie=newer_cookie)
 
 
 class AttemptRunner(BackgroundLoop):
@@ -301,13 +300,9 @@ class AttemptRunner(BackgroundLoop):
                 "failure": result.failure.value if result.failure else None,
                 "checkpoint_type": result.checkpoint_type, "unipile_account_id": result.account_id,
             }
-            decision = await apply_event(rt, conn, row, _result_event(result, scheduled), trigger="scheduler",
+            newer_cookie = row.cookie_fingerprint != used_fingerprint
+            decision = await apply_event(rt, conn, row, _result_event(result, scheduled, newer_cookie),
+                                         trigger="extension" if newer_cookie else "scheduler",
                                          event_kind="attempt", data=data, extra_values=extra, now=now)
-            if (result.outcome == "failed" and row.cookie_fingerprint != used_fingerprint
-                    and decision.link.state not in (State.DISABLED, State.CONNECTED)):
-                # A fresh cookie arrived while we were calling: try it right away.
-                await conn.execute(links.update().where(links.c.id == link_id)
-                                   .values(next_attempt_at=now, attempt_trigger="extension"))
-                self.kick()
         if decision and decision.attempt_now:
             self.kick()

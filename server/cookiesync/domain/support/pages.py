@@ -178,7 +178,7 @@ class SupportPages(Controller):
                               "The sign-in form's security token is missing or wrong (cookies must be enabled). "
                               "Reload the sign-in page and try again.")
         email = (form.get("email") or "").strip()[:320]
-        ip = client_ip(request, rt.settings.trusted_proxy_networks)
+        ip = client_ip(request, rt.trusted_proxies)
         try:
             session_id, member = await staff_mod.login(rt, email, form.get("password") or "", ip,
                                                        request.headers.get("user-agent"))

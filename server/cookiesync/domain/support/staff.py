@@ -108,7 +108,7 @@ def csrf_ok(expected: str, given: str | None) -> bool:
 
 
 # --- CLI ------------------------------------------------------------------
-async def add_staff(settings, email: str, role: str, password: str) -> None:
+async def add_staff(settings, email: str, role: str, password: str, *, migrate_first: bool = True) -> None:
     """Create, or update (password, role, re-enable) a staff member. Migrates first, so it
     works on a fresh database."""
     from cookiesync.db.engine import make_engine, migrate
@@ -118,7 +118,8 @@ async def add_staff(settings, email: str, role: str, password: str) -> None:
     email = normalize_email(email)
     if "@" not in email:
         raise ValueError("staff email must be an email address")
-    await asyncio.to_thread(migrate, settings.database)
+    if migrate_first:  # `cookiesync serve` has just migrated; the CLI command may run on a fresh database
+        await asyncio.to_thread(migrate, settings.database)
     pw_hash = await asyncio.to_thread(hash_password, password)
     engine = make_engine(settings.database)
     now = utcnow()

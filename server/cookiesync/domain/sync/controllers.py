@@ -24,8 +24,8 @@ class ExtensionController(Controller):
 
     @post("/pair", status_code=HTTP_201_CREATED, summary="Trade a pairing code for a device token")
     async def pair(self, data: PairIn, request: Request, rt: Runtime) -> PairOut:
-        ip = client_ip(request, rt.settings.trusted_proxy_networks)
-        limiter = rt.caches.setdefault("pair_limiter", services.RateLimiter(limit=10, window_s=600))
+        ip = client_ip(request, rt.trusted_proxies)
+        limiter = rt.cache("pair_limiter", lambda: services.RateLimiter(limit=10, window_s=600))
         wait = limiter.check(f"pair:{ip}", cost=0)
         if wait is not None:
             raise TooManyRequests(wait, "too many pairing attempts from this address; try again later")
@@ -39,11 +39,11 @@ class ExtensionController(Controller):
     @post("/sync", status_code=200, summary="Post the browser's LinkedIn cookies")
     async def sync(self, data: SyncIn, request: Request, rt: Runtime) -> SyncOut:
         device = await _device(rt, request)
-        limiter = rt.caches.setdefault("sync_limiter", services.RateLimiter(limit=120, window_s=60))
+        limiter = rt.cache("sync_limiter", lambda: services.RateLimiter(limit=120, window_s=60))
         wait = limiter.check(device.id)
         if wait is not None:
             raise TooManyRequests(wait)
-        return await services.sync(rt, device, data, client_ip(request, rt.settings.trusted_proxy_networks))
+        return await services.sync(rt, device, data, client_ip(request, rt.trusted_proxies))
 
     @delete("/device", status_code=HTTP_204_NO_CONTENT, summary="Unpair: revoke this device's token")
     async def unpair(self, request: Request, rt: Runtime) -> None:

@@ -159,7 +159,7 @@ class Toucher(BackgroundLoop):
 def _token_cache(rt) -> TTLCache:
     # Known devices stay cached long: the RevocationWatcher evicts revoked and erased ones
     # within token_cache_ttl_s on every instance. Unknown tokens are remembered only briefly.
-    return rt.caches.setdefault("devices", TTLCache(DEVICE_CACHE_TTL_S))
+    return rt.cache("devices", lambda: TTLCache(DEVICE_CACHE_TTL_S))
 
 
 DEVICE_CACHE_TTL_S = 600.0
@@ -212,7 +212,7 @@ class RevocationWatcher(BackgroundLoop):
 
 
 def _link_cache(rt) -> TTLCache:
-    return rt.caches.setdefault("links", TTLCache(rt.settings.link_cache_ttl_s))
+    return rt.cache("links", lambda: TTLCache(rt.settings.link_cache_ttl_s))
 
 
 def forget_link(rt, user_id: str, plain_id: str) -> None:
@@ -249,7 +249,7 @@ async def device_for_token(rt, token: str) -> Device | None:
 
 
 def _negative_cache(rt) -> TTLCache:
-    return rt.caches.setdefault("unknown_tokens", TTLCache(rt.settings.token_cache_ttl_s))
+    return rt.cache("unknown_tokens", lambda: TTLCache(rt.settings.token_cache_ttl_s))
 
 
 async def pair(rt, code: str, extension_version: str, ip: str | None) -> tuple[str, str]:
@@ -316,7 +316,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     cached: CachedLink | None = cache.get(key)
     if cached is not None and cached.fingerprint == fingerprint:
         rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version, device.user_id)
-        rt.metrics.syncs.labels("unchanged").inc()
+        rt.metrics.syncs_unchanged.inc()
         return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
 
     async with reader(rt.engine) as conn:  # most cache misses are unchanged cookies: no write lock for them
@@ -327,7 +327,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     if row is not None and row.cookie_fingerprint == fingerprint:
         rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
         cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
-        rt.metrics.syncs.labels("unchanged").inc()
+        rt.metrics.syncs_unchanged.inc()
         return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state))
 
     for _try in range(3):
@@ -342,7 +342,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     if not changed:
         rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
-    rt.metrics.syncs.labels("changed" if changed else "unchanged").inc()
+    (rt.metrics.syncs_changed if changed else rt.metrics.syncs_unchanged).inc()
     if decision is not None and decision.attempt_now:
         rt.runner.kick()
     return out
