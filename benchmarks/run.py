@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -391,7 +392,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
             ctx.rows += ingest_rows(kind, "unchanged, every request a cache miss", r, None)
 
         # 1b. p99 at a steady rate
-        for label, change in cfg.rate_mixes or cfg.mixes:
+        for label, change in (cfg.mixes if cfg.rate_mixes is None else cfg.rate_mixes):
             r = rate_run(ctx, svc, change)
             ctx.raw[kind][f"rate {label}"] = r
             ctx.say(f"  {cfg.rate} req/s {label:<14} p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} max "
@@ -417,8 +418,10 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
                     f"{svc.db(data.count_links):,}")
             r = ratio_series(ctx, svc, 0.0, f"unchanged @{total:,}")
             ctx.raw[kind][f"ingest unchanged @{total}"] = r
-            growth = r["sync"]["cpu_us"] / base["sync"]["cpu_us"] - 1
             ctx.rows += ingest_rows(kind, f"unchanged ({total:,} links)", r, 0.80)
+            if base is None:
+                continue
+            growth = r["sync"]["cpu_us"] / base["sync"]["cpu_us"] - 1
             ctx.rows.append(Row(kind, f"sync CPU/req at {total:,} vs {len(svc.devices):,} links",
                                 f"{growth:+.1%} ({r['sync']['cpu_us']:.0f} vs {base['sync']['cpu_us']:.0f} µs)",
                                 "≤ +10%", growth <= 0.10))
@@ -525,11 +528,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
+    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,scale,sweep,servers,console")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups (servers, databases)
     cfg = QUICK if args.quick else FULL
+    if args.only:
+        parts = {x.strip() for x in args.only.split(",")}
+        cfg = dataclasses.replace(cfg, mixes=cfg.mixes if "ingest" in parts else (),
+                                  cold=cfg.cold and "cold" in parts,
+                                  rate_mixes=(cfg.rate_mixes or cfg.mixes) if "rate" in parts else (),
+                                  scale=cfg.scale if "scale" in parts else [],
+                                  sweeps=cfg.sweeps if "sweep" in parts else ())
+        args.servers = args.servers and "servers" in parts
+        args.console = "console" in parts
+    else:
+        args.console = True
     if not load.wrk_path():
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -553,12 +568,13 @@ def main(argv: list[str] | None = None) -> int:
         bench_servers(ctx)
     # 6. the support console's pages over HTTP at 100k links (full run: also 1M), on each backend;
     # its own time budget (benchmarks/console.py)
-    from benchmarks import console
+    if args.console:
+        from benchmarks import console
 
-    ctx.say("== support console: page loads over HTTP (benchmarks/console.py)")
-    results = console.run([b.strip() for b in args.backends.split(",") if b.strip()], quick=args.quick)
-    ctx.rows += [Row(*r) for r in console.rows(results)]
-    ctx.raw["console"] = console.raw(results)
+        ctx.say("== support console: page loads over HTTP (benchmarks/console.py)")
+        results = console.run([b.strip() for b in args.backends.split(",") if b.strip()], quick=args.quick)
+        ctx.rows += [Row(*r) for r in console.rows(results)]
+        ctx.raw["console"] = console.raw(results)
     table = print_table(ctx.rows)
     print(f"\n## cookiesync benchmarks ({cfg.name} run, {time.monotonic() - ctx.started:.0f} s)\n")
     print(table)

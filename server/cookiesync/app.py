@@ -21,7 +21,7 @@ from cookiesync.domain.reconnect.services import AttemptRunner
 from cookiesync.domain.support.api import SupportAPI
 from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
-from cookiesync.domain.sync.services import RevocationWatcher, Toucher
+from cookiesync.domain.sync.services import CookieWriter, RevocationWatcher, Toucher
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import Metrics
@@ -112,7 +112,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
                      metrics=metrics_)
         rt.runner = AttemptRunner(rt)
         rt.mailer = Mailer(settings, engine, rt.instance_id)
-        rt.toucher = Toucher(engine, settings.cookie_repeat_window_s)
+        rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s)
+        rt.cookie_writer = CookieWriter(rt)
         rt.notifier = Notifier(rt)
         watcher = RevocationWatcher(rt)
         app.state.rt = rt
@@ -124,6 +125,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         if start_background:
             rt.runner.start()
             rt.toucher.start()
+            rt.cookie_writer.start()
             watcher.start()
             if settings.scheduler == "on":
                 scheduler.start()
@@ -133,6 +135,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
             if start_background:
                 if settings.scheduler == "on":
                     await scheduler.stop()
+                await rt.cookie_writer.stop()
                 await rt.runner.stop()
                 await rt.toucher.stop()
                 await watcher.stop()

@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True):
     max_accounts_per_user: int = 1
     sync_interval_s: int = 900
     cookie_repeat_window_s: float = 3600.0
+    touch_flush_s: float = 1.0          # last-seen times are written at most this often
     pairing_code_ttl_s: int = 900
     reconnect_link_ttl_s: int = 7 * 86400
     token_cache_ttl_s: float = 5.0

@@ -51,6 +51,24 @@ async def load_link(conn: AsyncConnection, link_id: int) -> Any:
     return (await conn.execute(sa.select(links).where(links.c.id == link_id))).first()
 
 
+def event_payload(row: Any, decision: policy.Decision, data: dict | None, incident_id: int | None) -> dict:
+    """The history row's data for an event the policy decided on."""
+    new = decision.link
+    payload = dict(data or {})
+    payload.update(note=decision.note, from_state=row.state, to_state=new.state.value)
+    if new.next_attempt_at is not None:
+        payload["next_attempt_at"] = new.next_attempt_at.isoformat()
+    if incident_id is not None:
+        payload["incident_id"] = incident_id
+    return payload
+
+
+def needs_apply(decision: policy.Decision) -> bool:
+    """False when the decision only adds a history row (no link change, alert or email):
+    such events can be written in bulk."""
+    return decision.changed or decision.alert is not None or decision.email is not None
+
+
 async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, *, trigger: str,
                       event_kind: str, data: dict | None = None, actor: str | None = None,
                       extra_values: dict | None = None, now: datetime | None = None) -> policy.Decision:
@@ -85,13 +103,8 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
         if link_cache is not None:  # the sync fast path answers with the state: let it re-read
             link_cache.drop((row.user_id, row.plain_id))
 
-    payload = dict(data or {})
-    payload.update(note=decision.note, from_state=row.state, to_state=new.state.value)
-    if new.next_attempt_at is not None:
-        payload["next_attempt_at"] = new.next_attempt_at.isoformat()
-    if incident_id is not None:
-        payload["incident_id"] = incident_id
-    await add_event(conn, user_id=row.user_id, link_id=row.id, kind=event_kind, data=payload, actor=actor, at=now)
+    await add_event(conn, user_id=row.user_id, link_id=row.id, kind=event_kind,
+                    data=event_payload(row, decision, data, incident_id), actor=actor, at=now)
 
     if decision.changed and new.state.value != row.state:
         await notify.enqueue(rt, conn, row=row, new_state=new.state.value, reason=decision.note,

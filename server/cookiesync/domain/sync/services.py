@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import devices, events, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect import policy
-from cookiesync.domain.reconnect.services import add_event, apply_event
+from cookiesync.domain.reconnect.services import add_event, apply_event, event_payload, load_link, needs_apply, \
+    to_policy
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
 from cookiesync.runtime import BackgroundLoop
 from cookiesync.security import CookieBundle, cookie_fingerprint, encrypt_cookies, hash_token, new_token, \
@@ -79,11 +80,13 @@ class TTLCache:
 
 
 class Toucher(BackgroundLoop):
-    """Group-commits "last seen" times: one transaction for everything queued
-    while the previous one ran. Losing a second of these on a crash is harmless."""
+    """Group-commits "last seen" times: at most one transaction per `flush_s` for
+    everything touched meanwhile (a device touched many times is written once).
+    Losing a second of these on a crash is harmless."""
 
-    def __init__(self, engine, repeat_window_s: float = 3600.0) -> None:
+    def __init__(self, engine, repeat_window_s: float = 3600.0, flush_s: float = 1.0) -> None:
         self.engine = engine
+        self.flush_s = flush_s
         self.repeat_window = timedelta(seconds=repeat_window_s)
         # link_id -> [user_id, repeats, first repeat at]: written as one history row per window
         self.repeats: dict[int, list] = {}
@@ -107,6 +110,7 @@ class Toucher(BackgroundLoop):
     async def _loop(self) -> None:
         while True:
             await self.wake.wait()
+            await asyncio.sleep(self.flush_s)  # gather the touches of the next flush_s into one write
             self.wake.clear()
             try:
                 await self.flush()
@@ -319,26 +323,20 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
         rt.metrics.syncs_unchanged.inc()
         return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
 
-    async with reader(rt.engine) as conn:  # most cache misses are unchanged cookies: no write lock for them
-        row = (await conn.execute(
-            sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id)
-            .where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
-        )).first()
-    if row is not None and row.cookie_fingerprint == fingerprint:
-        rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
-        cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
-        rt.metrics.syncs_unchanged.inc()
-        return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state))
+    if cached is None:
+        # most cache misses are unchanged cookies: a read-only look first, no write lock for them
+        async with reader(rt.engine) as conn:
+            row = (await conn.execute(
+                sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id)
+                .where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
+            )).first()
+        if row is not None and row.cookie_fingerprint == fingerprint:
+            rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
+            cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
+            rt.metrics.syncs_unchanged.inc()
+            return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state))
 
-    for _try in range(3):
-        try:
-            out, decision, link_id, changed = await _sync_write(rt, device, body, ip, fingerprint, now)
-            break
-        except IntegrityError:
-            # Two first syncs for one member raced; the other one created the link.
-            await asyncio.sleep(0.01)
-    else:
-        raise RuntimeError("could not store the sync after 3 tries")
+    out, decision, link_id, changed = await rt.cookie_writer.write(_Job(device, body, ip, fingerprint, now))
     if not changed:
         rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
@@ -348,42 +346,185 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     return out
 
 
-async def _sync_write(rt, device: Device, body: SyncIn, ip: str | None, fingerprint: str, now: datetime):
-    s = rt.settings
-    async with rt.engine.begin() as conn:
-        row = (await conn.execute(
-            sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
-        )).first()
-        if row is not None and row.cookie_fingerprint == fingerprint:
-            return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None, row.id, False
-        if row is None:
-            auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
-            result = await conn.execute(links.insert().values(
-                user_id=device.user_id, plain_id=body.plain_id, state=policy.State.PENDING.value,
-                auto_connect=auto,
-                hold_reason=None if auto else "another LinkedIn account is already connected for this user",
-                next_slot=0, attempts_in_incident=0, created_at=now, updated_at=now,
-            ))
-            link_id = result.inserted_primary_key[0]
-            await add_event(conn, user_id=device.user_id, link_id=link_id, kind="link_created", at=now,
-                            data={"plain_id": body.plain_id, "auto_connect": auto, "device_id": device.id})
-        else:
-            link_id = row.id
+@dataclass
+class _Job:
+    device: Device
+    body: SyncIn
+    ip: str | None
+    fingerprint: str
+    now: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.device.user_id, self.body.plain_id
+
+    def event_data(self) -> dict:
+        body = self.body
+        return {"fingerprint": self.fingerprint[:12], "user_agent": body.user_agent, "ip": self.ip,
+                "li_a_present": body.li_a is not None, "extension_version": body.extension_version,
+                "device_id": self.device.id}
+
+    def cookie_values(self, rt) -> dict:
+        body = self.body
         kid, blob = encrypt_cookies(rt.keyring, CookieBundle(body.li_at, body.li_a, body.user_agent),
-                                    device.user_id, body.plain_id)
-        await conn.execute(links.update().where(links.c.id == link_id).values(
-            cookie_ciphertext=blob, cookie_key_id=kid, cookie_fingerprint=fingerprint, user_agent=body.user_agent,
-            client_ip=ip, date_last_cookie=now, updated_at=now))
-        row = (await conn.execute(sa.select(links).where(links.c.id == link_id))).one()
-        decision = await apply_event(
-            rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension", event_kind="cookie_received",
-            data={"fingerprint": fingerprint[:12], "user_agent": body.user_agent, "ip": ip,
-                  "li_a_present": body.li_a is not None, "extension_version": body.extension_version,
-                  "device_id": device.id},
-            now=now,
-        )
-        state = decision.link.state.value
-        return SyncOut(state, row.unipile_account_id, next_sync_in(rt, state)), decision, link_id, True
+                                    self.device.user_id, body.plain_id)
+        return dict(cookie_ciphertext=blob, cookie_key_id=kid, cookie_fingerprint=self.fingerprint,
+                    user_agent=body.user_agent, client_ip=self.ip, date_last_cookie=self.now, updated_at=self.now)
+
+
+Written = tuple[SyncOut, "policy.Decision | None", int, bool]  # answer, decision, link id, cookie changed
+
+
+class CookieWriter(BackgroundLoop):
+    """Group commit for new cookies. The syncs that arrive while one transaction runs
+    are written together by the next: one read of their links, one bulk update, one
+    bulk history insert. Each sync is answered only after the commit that holds it.
+    A link whose state the cookie changes (a first sync, an incident) goes through
+    `apply_event` inside the same transaction."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        self.queue: list[tuple[_Job, asyncio.Future]] = []
+        self.wake = asyncio.Event()
+
+    async def write(self, job: _Job) -> Written:
+        if self.task is None or self.task.done():  # not running (tests, shutdown): write it alone
+            return await _write_alone(self.rt, job)
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((job, future))
+        self.wake.set()
+        return await future
+
+    async def stop(self) -> None:
+        await self.cancel_loop()
+        queued, self.queue = self.queue, []
+        for job, future in queued:  # left by the cancelled loop: write them one by one
+            if not future.done():
+                try:
+                    future.set_result(await _write_alone(self.rt, job))
+                except Exception as exc:
+                    future.set_exception(exc)
+
+    async def _loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                batch, self.queue = self.queue[:self.MAX_BATCH], self.queue[self.MAX_BATCH:]
+                await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[tuple[_Job, asyncio.Future]]) -> None:
+        try:
+            results = await _write_together(self.rt, [job for job, _f in batch])
+        except asyncio.CancelledError:
+            self.queue[:0] = [(j, f) for j, f in batch if not f.done()]  # stop() writes them
+            raise
+        except Exception:
+            # e.g. two instances created the same member's link at once: one transaction per sync instead
+            log.info("group write of %d new cookies failed; writing them one by one", len(batch), exc_info=True)
+            for job, future in batch:
+                try:
+                    future.set_result(await _write_alone(self.rt, job))
+                except Exception as exc:
+                    future.set_exception(exc)
+            return
+        for (_job, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)
+
+
+async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
+    cfg = rt.policy_config
+    results: list[Written] = []
+    async with rt.engine.begin() as conn:
+        rows = {(r.user_id, r.plain_id): r for r in (await conn.execute(
+            sa.select(links).where(links.c.user_id.in_({j.device.user_id for j in jobs}),
+                                   links.c.plain_id.in_({j.body.plain_id for j in jobs}))
+        )).all()}
+        stored: dict[tuple[str, str], str] = {}  # fingerprints written earlier in this batch
+        updates, history = [], []
+        for job in jobs:
+            row = rows.get(job.key)
+            fingerprint = stored.get(job.key, row.cookie_fingerprint if row is not None else None)
+            if row is not None and fingerprint == job.fingerprint:
+                results.append((SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None,
+                                row.id, False))
+                continue
+            decision = None if row is None else policy.decide(to_policy(row), policy.CookieReceived(fresh=True),
+                                                              job.now, cfg)
+            if decision is None or needs_apply(decision):
+                if updates:  # keep this link's writes in order with the bulk ones before it
+                    await _flush(conn, updates, history)
+                results.append(await _write_in(rt, conn, job))
+                rows[job.key] = await load_link(conn, results[-1][2])
+                stored.pop(job.key, None)
+                continue
+            updates.append(dict({f"b_{k}": v for k, v in job.cookie_values(rt).items()}, b_id=row.id))
+            history.append({"at": job.now, "user_id": row.user_id, "link_id": row.id, "kind": "cookie_received",
+                            "actor": None, "data": event_payload(row, decision, job.event_data(), row.incident_id)})
+            stored[job.key] = job.fingerprint
+            state = decision.link.state.value
+            results.append((SyncOut(state, row.unipile_account_id, next_sync_in(rt, state)), decision, row.id, True))
+        await _flush(conn, updates, history)
+    return results
+
+
+_COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
+                   "date_last_cookie", "updated_at")
+_BULK_COOKIE_UPDATE = links.update().where(links.c.id == sa.bindparam("b_id")).values(
+    {c: sa.bindparam(f"b_{c}") for c in _COOKIE_COLUMNS})
+
+
+async def _flush(conn, updates: list[dict], history: list[dict]) -> None:
+    if updates:
+        await conn.execute(_BULK_COOKIE_UPDATE, updates)
+    if history:
+        await conn.execute(events.insert(), history)
+    updates.clear()
+    history.clear()
+
+
+async def _write_alone(rt, job: _Job) -> Written:
+    for _try in range(3):
+        try:
+            async with rt.engine.begin() as conn:
+                return await _write_in(rt, conn, job)
+        except IntegrityError:
+            # Two first syncs for one member raced; the other one created the link.
+            await asyncio.sleep(0.01)
+    raise RuntimeError("could not store the sync after 3 tries")
+
+
+async def _write_in(rt, conn, job: _Job) -> Written:
+    """One sync's writes, in the caller's transaction, through the policy."""
+    s = rt.settings
+    device, body, now = job.device, job.body, job.now
+    row = (await conn.execute(
+        sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
+    )).first()
+    if row is not None and row.cookie_fingerprint == job.fingerprint:
+        return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None, row.id, False
+    if row is None:
+        auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
+        result = await conn.execute(links.insert().values(
+            user_id=device.user_id, plain_id=body.plain_id, state=policy.State.PENDING.value,
+            auto_connect=auto,
+            hold_reason=None if auto else "another LinkedIn account is already connected for this user",
+            next_slot=0, attempts_in_incident=0, created_at=now, updated_at=now,
+        ))
+        link_id = result.inserted_primary_key[0]
+        await add_event(conn, user_id=device.user_id, link_id=link_id, kind="link_created", at=now,
+                        data={"plain_id": body.plain_id, "auto_connect": auto, "device_id": device.id})
+    else:
+        link_id = row.id
+    await conn.execute(links.update().where(links.c.id == link_id).values(**job.cookie_values(rt)))
+    row = await load_link(conn, link_id)
+    decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
+                                 event_kind="cookie_received", data=job.event_data(), now=now)
+    state = decision.link.state.value
+    return SyncOut(state, row.unipile_account_id, next_sync_in(rt, state)), decision, link_id, True
 
 
 class RateLimiter:
