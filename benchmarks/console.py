@@ -12,6 +12,9 @@ For each database kind and size (quick: 100k links / 200k attempt events; full r
   events in time order (ids rising with time, as the service writes them), 1 % as many
   "email queued" events, an outbox of one email per ten links, and one "hot" link with
   5,000 events of every kind (plus device events of its user, 20 incidents, 30 emails).
+  The data is written at migration 0003 and the database then upgraded to the head, so the
+  hourly attempt counters the overview reads are filled by migration 0004's own backfill from
+  those attempt events (as an upgraded deployment's are; new attempts bump them as they are made).
   PostgreSQL is then ANALYZEd, as autovacuum would; SQLite is left as the service leaves it.
 - **Server**: the real ``create_app(settings)`` under uvicorn (one worker, the options of
   ``cookiesync serve``) in its own process on 127.0.0.1, scheduler on (no attempt is due, so
@@ -56,6 +59,7 @@ LOADS = 10
 HOT_EVENTS = 5_000
 WEEK_S = 7 * 86400
 MONTH_S = 30 * 86400
+BEFORE_COUNTERS = "0003"  # the data is written at this revision; the upgrade to the head backfills the counters
 
 
 @dataclass(frozen=True)
@@ -379,13 +383,14 @@ class Console:
                             public_url=self.url, unipile_dsn=DEAD_UNIPILE, unipile_api_key="bench-console",
                             unipile_timeout_s=2.0, scheduler="on", log_level="INFO")
         self.settings = ensure_local_secrets(settings, say=lambda m: None)
-        migrate(url)
+        migrate(url, BEFORE_COUNTERS)
         now = datetime.now(timezone.utc)
         if self.kind == "postgres":
             self.hot = asyncio.run(populate_postgres(f"postgresql://postgres@127.0.0.1:5432/{self.pg_name}",
                                                      self.size, now))
         else:
             self.hot = populate_sqlite(self.workdir / "data" / "cookiesync.db", self.size, now)
+        migrate(url)  # 0004 fills attempt_counts from the attempt events just written
         from cookiesync.domain.support.staff import add_staff
 
         asyncio.run(add_staff(self.settings, STAFF_EMAIL, "operator", STAFF_PASSWORD))

@@ -247,3 +247,16 @@ notifications = sa.Table(
     sa.Column("delivered_at", UTCDateTime),
     sa.Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
 )
+
+# --- attempt counters (migration 0004) ----------------------------------------------
+# How many connect/reconnect attempts ended how, per UTC hour: the support overview's figures
+# read these few rows instead of the attempt events. Bumped in the transaction that records
+# the attempt's result (domain/support/stats.count_attempt); at most 6 rows an hour. Anonymous
+# aggregates: erasing a user's history leaves them as they are.
+attempt_counts = sa.Table(
+    "attempt_counts", metadata,
+    sa.Column("hour", UTCDateTime, primary_key=True),        # the attempt's time, truncated to the UTC hour
+    sa.Column("kind", sa.String(20), primary_key=True),      # connect | reconnect
+    sa.Column("outcome", sa.String(20), primary_key=True),   # connected | failed | checkpoint
+    sa.Column("count", sa.Integer, nullable=False),
+)

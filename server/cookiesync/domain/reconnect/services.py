@@ -22,6 +22,7 @@ from cookiesync.domain.email import outbox as email_outbox
 from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.policy import State
+from cookiesync.domain.support.stats import count_attempt
 from cookiesync.runtime import BackgroundLoop
 from cookiesync.security import DecryptError, decrypt_cookies
 from cookiesync.unipile.client import AuthResult, CookieCredentials
@@ -317,5 +318,7 @@ class AttemptRunner(BackgroundLoop):
             decision = await apply_event(rt, conn, row, _result_event(result, scheduled, newer_cookie),
                                          trigger="extension" if newer_cookie else "scheduler",
                                          event_kind="attempt", data=data, extra_values=extra, now=now)
+            # last, so the hot counter row stays locked only until the commit just below
+            await count_attempt(conn, now, kind, result.outcome)
         if decision and decision.attempt_now:
             self.kick()

@@ -1,12 +1,12 @@
 """Read side of the support console: overview figures, the links list, a link's
 whole history, the outbox. Every query walks an index (see migration 0002);
-lists use keyset pagination so page 500 costs what page 1 costs."""
+lists use keyset pagination so page 500 costs what page 1 costs; the overview's
+attempt figures come from hourly counters (migration 0004), not from the history."""
 from __future__ import annotations
 
 import base64
 import json
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,11 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import UTCDateTime, devices, events, incidents, leases, links, notifications, outbox, \
-    users, utcnow
+from cookiesync.db.schema import UTCDateTime, attempt_counts, devices, events, incidents, leases, links, \
+    notifications, outbox, users, utcnow
 from cookiesync.domain.notifications.services import EVENT_TYPES
 from cookiesync.domain.support import schemas as S
-from cookiesync.domain.support.stats import link_counts
+from cookiesync.domain.support.stats import link_counts, top_of_hour
 
 
 class BadQuery(ValueError):
@@ -26,13 +26,6 @@ class BadQuery(ValueError):
 
 
 # --- overview -----------------------------------------------------------------
-def _hour_bucket(dialect: str):
-    if dialect == "postgresql":
-        return sa.func.to_char(sa.func.date_trunc("hour", sa.func.timezone("UTC", events.c.at)),
-                               "YYYY-MM-DD HH24")
-    return sa.func.strftime("%Y-%m-%d %H", events.c.at)
-
-
 def _stats(name: str, since: datetime, rows, give_ups: int) -> S.WindowStats:
     """rows: (attempt kind, outcome, count)."""
     total = ok = failed = checkpoints = rec_total = rec_ok = 0
@@ -51,65 +44,44 @@ def _stats(name: str, since: datetime, rows, give_ups: int) -> S.WindowStats:
         give_ups=give_ups)
 
 
-async def _give_ups(conn, since: datetime) -> int:
-    return (await conn.execute(
-        sa.select(sa.func.count()).select_from(events)
-        .where(events.c.kind == "email_queued", events.c.at >= since,
+async def _give_ups(conn, day_start: datetime, week_start: datetime) -> tuple[int, int]:
+    """Give-up emails queued since each start, in one pass over the week's (few) email events."""
+    day, week = (await conn.execute(
+        sa.select(sa.func.count(sa.case((events.c.at >= day_start, 1))), sa.func.count())
+        .where(events.c.kind == "email_queued", events.c.at >= week_start,
                events.c.data["email_kind"].as_string() == "gave_up")
-    )).scalar_one()
-
-
-async def _window(conn, name: str, since: datetime) -> S.WindowStats:
-    outcome = events.c.data["outcome"].as_string()
-    kind = events.c.data["kind"].as_string()
-    rows = (await conn.execute(
-        sa.select(kind, outcome, sa.func.count()).where(events.c.kind == "attempt", events.c.at >= since)
-        .group_by(kind, outcome)
-    )).all()
-    return _stats(name, since, rows, await _give_ups(conn, since))
-
-
-WEEK_CACHE_S = 120.0
-
-
-async def _week(rt, conn, now: datetime) -> S.WindowStats:
-    """The 7-day figures read every attempt of the week: computed at most every two minutes
-    per instance (a mass outage can mean hundreds of thousands of rows)."""
-    cached = rt.caches.get("support_week")
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    week = await _window(conn, "7d", now - timedelta(days=7))
-    rt.caches["support_week"] = (time.monotonic() + WEEK_CACHE_S, week)
-    return week
+    )).one()
+    return day, week
 
 
 async def overview(rt, hours: int = 24) -> S.Overview:
+    """The console's front page.
+
+    Attempt figures are sums of the hourly counters (`attempt_counts`, bumped with each
+    attempt's result), never a scan of the attempt events, so each window is a whole number
+    of UTC hour buckets: the 24 h figures and the chart cover the last `hours` buckets, the
+    current one included (from the top of the hour 23 hours ago); the 7-day figures start at
+    the top of the hour 7 days ago (the full 7 days, plus up to the hour before them). Each
+    window's `since` says where it starts; its give-ups are counted from there too."""
     now = utcnow()
+    start = top_of_hour(now - timedelta(hours=hours - 1))
+    week_start = top_of_hour(now - timedelta(days=7))
+    c = attempt_counts.c
     async with reader(rt.engine) as conn:
         by_state = await link_counts(conn)
         open_incidents = (await conn.execute(sa.select(sa.func.count()).select_from(incidents)
                                              .where(incidents.c.closed_at.is_(None)))).scalar_one()
-        week = await _week(rt, conn, now)
         by_status = dict((await conn.execute(
             sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))).all())
         lease = (await conn.execute(sa.select(leases).where(leases.c.name == "sweep"))).first()
-        # one pass over the day's attempts feeds both the hourly chart and the 24 h figures
-        # (which therefore cover the chart's 24 hourly buckets, the current one included)
-        start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-        bucket = _hour_bucket(conn.dialect.name).label("bucket")
-        outcome = events.c.data["outcome"].as_string().label("outcome")
-        kind = events.c.data["kind"].as_string().label("attempt_kind")
-        hourly = (await conn.execute(
-            sa.select(bucket, kind, outcome, sa.func.count())
-            .where(events.c.kind == "attempt", events.c.at >= start).group_by(bucket, kind, outcome)
-        )).all()
-        day = _stats("24h", start, [(k, o, n) for _b, k, o, n in hourly], await _give_ups(conn, start))
+        # at most 6 rows an hour: the chart, the 24 h and the 7-day figures all come from these
+        counted = (await conn.execute(sa.select(c.hour, c.kind, c.outcome, c.count)
+                                      .where(c.hour >= min(start, week_start)))).all()
+        day_give_ups, week_give_ups = await _give_ups(conn, start, week_start)
+    day = _stats("24h", start, [(k, o, n) for h, k, o, n in counted if h >= start], day_give_ups)
+    week = _stats("7d", week_start, [(k, o, n) for h, k, o, n in counted if h >= week_start], week_give_ups)
     buckets = {start + timedelta(hours=i): [0, 0, 0] for i in range(hours)}
-    for label, _kind, out, n in hourly:
-        try:
-            hour = datetime.strptime(label, "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
-        except (TypeError, ValueError):
-            continue
+    for hour, _kind, out, n in counted:
         if hour in buckets:
             buckets[hour][0 if out == "connected" else 1 if out == "failed" else 2] += n
     live = lease is not None and lease.until > now

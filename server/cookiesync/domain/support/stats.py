@@ -1,10 +1,13 @@
-"""Figures shared by /metrics and the support console."""
+"""Figures shared by /metrics and the support console, and the attempt counters behind them."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import incidents, links
+from cookiesync.db.schema import attempt_counts, incidents, links
 from cookiesync.domain.reconnect.policy import State
 
 
@@ -22,3 +25,18 @@ async def refresh_gauges(rt) -> None:
         open_now = (await conn.execute(sa.select(sa.func.count()).select_from(incidents)
                                        .where(incidents.c.closed_at.is_(None)))).scalar_one()
     rt.metrics.open_incidents.set(open_now)
+
+
+def top_of_hour(at: datetime) -> datetime:
+    """The UTC hour bucket `at` falls in."""
+    return at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+async def count_attempt(conn, at: datetime, kind: str, outcome: str) -> None:
+    """One more attempt of `kind` that ended in `outcome` in the UTC hour of `at`. Call it in the
+    transaction that writes the attempt's event, so an attempt is counted if and only if it is recorded."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    c = attempt_counts.c
+    await conn.execute(
+        insert(attempt_counts).values(hour=top_of_hour(at), kind=kind, outcome=outcome, count=1)
+        .on_conflict_do_update(index_elements=[c.hour, c.kind, c.outcome], set_={"count": c.count + 1}))
