@@ -19,6 +19,7 @@ Run: ``python -m benchmarks.app --settings settings.json --port P``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import sys
@@ -46,9 +47,48 @@ def _read_rss_kb() -> dict:
     return out
 
 
+class Stalls:
+    """Where the event loop stalls come from: loop lag (a 5 ms ticker that overslept)
+    and garbage-collector pauses, both as the longest and the count over 20 ms."""
+
+    def __init__(self) -> None:
+        self.lag_max_ms = 0.0
+        self.lags_over_20ms = 0
+        self.gc_max_ms = {0: 0.0, 1: 0.0, 2: 0.0}
+        self.gc_over_20ms = 0
+        self._gc_t0 = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._gc_t0) * 1000
+        gen = info.get("generation", 2)
+        self.gc_max_ms[gen] = max(self.gc_max_ms[gen], ms)
+        self.gc_over_20ms += ms > 20
+
+    async def tick(self) -> None:
+
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lag = (time.perf_counter() - t - 0.005) * 1000
+            self.lag_max_ms = max(self.lag_max_ms, lag)
+            self.lags_over_20ms += lag > 20
+
+    def take(self) -> dict:
+        out = {"lag_max_ms": round(self.lag_max_ms, 1), "lags_over_20ms": self.lags_over_20ms,
+               "gc_max_ms": {k: round(v, 1) for k, v in self.gc_max_ms.items()}, "gc_over_20ms": self.gc_over_20ms}
+        self.lag_max_ms, self.lags_over_20ms, self.gc_over_20ms = 0.0, 0, 0
+        self.gc_max_ms = {0: 0.0, 1: 0.0, 2: 0.0}
+        return out
+
+
 def build(settings: Settings) -> Litestar:
     app = create_app(settings)
     rt_holder: dict = {}
+    stalls = Stalls()
 
     async def raise_rate_limit(app_: Litestar) -> None:
         from cookiesync.domain.sync.services import RateLimiter
@@ -56,6 +96,7 @@ def build(settings: Settings) -> Litestar:
         rt = app_.state.rt
         rt.caches["sync_limiter"] = RateLimiter(limit=10**12, window_s=60)
         rt_holder["rt"] = rt
+        rt.background.add(asyncio.get_running_loop().create_task(stalls.tick()))
 
     app.on_startup.append(raise_rate_limit)
 
@@ -82,6 +123,11 @@ def build(settings: Settings) -> Litestar:
             "caches": {k: len(getattr(v, "data", getattr(v, "hits", {}))) for k, v in rt.caches.items()},
             "rss_kb": _read_rss_kb(),
         }
+
+    @post("/_bench/stalls", status_code=200, include_in_schema=False, sync_to_thread=False)
+    def take_stalls() -> dict:
+        """Loop lag and GC pauses since the last call (and reset)."""
+        return stalls.take()
 
     @post("/_bench/sweep", status_code=200, include_in_schema=False)
     async def run_sweep(data: dict) -> dict:
@@ -122,7 +168,7 @@ def build(settings: Settings) -> Litestar:
         gc.collect()
         return _read_rss_kb()
 
-    for handler in (bare, stats, run_sweep, cache_ttl, collect):
+    for handler in (bare, stats, run_sweep, cache_ttl, collect, take_stalls):
         app.register(handler)
     return app
 

@@ -318,7 +318,9 @@ def rate_run(ctx: Ctx, svc: Service, change: float) -> dict:
                 return json.loads(line[10:])
         raise RuntimeError(f"rate generator failed: {proc.stderr[-800:]}")
 
+    svc.http.post("/_bench/stalls")
     res, cpu, pg, counts = measured(svc, go)
+    res["stalls"] = svc.http.post("/_bench/stalls").json()
     drain(svc)
     res["cpu_us"] = cpu / max(1, res["completed"]) * 1e6
     res["pg_us"] = pg / max(1, res["completed"]) * 1e6
@@ -394,10 +396,10 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
         # 1b. p99 at a steady rate
         for label, change in (cfg.mixes if cfg.rate_mixes is None else cfg.rate_mixes):
             r = rate_run(ctx, svc, change)
-            ctx.raw[kind][f"rate {label}"] = r
+            ctx.raw.setdefault(kind, {})[f"rate {label}"] = r
             ctx.say(f"  {cfg.rate} req/s {label:<14} p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} max "
                     f"{r['max_ms']:.1f} ms  achieved {r['achieved_rps']:.0f}/s  statuses {r['statuses']} "
-                    f"errors {r['errors']}  cpu {r['cpu_us']:.0f} µs/req")
+                    f"errors {r['errors']}  cpu {r['cpu_us']:.0f} µs/req  server stalls {r['stalls']}")
             ok = r["p99_ms"] < 25 and r["errors"] == 0 and r["missing"] == 0 and set(r["statuses"]) == {"200"}
             ctx.rows.append(Row(kind, f"p99 at steady {cfg.rate} req/s, {label}",
                                 f"{r['p99_ms']:.1f} ms (p50 {r['p50_ms']:.1f}, max {r['max_ms']:.0f} ms; "
@@ -417,7 +419,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
             ctx.say(f"{kind}: bulk-inserted {total - have:,} links ({time.monotonic() - t:.1f}s); now "
                     f"{svc.db(data.count_links):,}")
             r = ratio_series(ctx, svc, 0.0, f"unchanged @{total:,}")
-            ctx.raw[kind][f"ingest unchanged @{total}"] = r
+            ctx.raw.setdefault(kind, {})[f"ingest unchanged @{total}"] = r
             ctx.rows += ingest_rows(kind, f"unchanged ({total:,} links)", r, 0.80)
             if base is None:
                 continue
@@ -447,7 +449,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
             outcome = svc.db(data.sweep_outcome)
             ideal = n_links * cfg.latency_ms / 1000 / conc
             eff = ideal / res["wall_s"]
-            ctx.raw[kind][f"sweep N={n_links} C={conc}"] = dict(res, outcome=outcome, ideal_s=ideal,
+            ctx.raw.setdefault(kind, {})[f"sweep N={n_links} C={conc}"] = dict(res, outcome=outcome, ideal_s=ideal,
                                                                proc_cpu_s=cpu, pg_cpu_s=pg)
             per = res["cpu_s"] / max(1, res["attempts"]) * 1e3
             ctx.say(f"  sweep N={n_links} C={conc}: {res['attempts']} attempts in {res['wall_s']:.1f}s "
@@ -463,7 +465,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
         # 4. memory after the sweep
         links_now = svc.db(data.count_links)
         mem = procfs.memory_kb(svc.pid)
-        ctx.raw[kind]["memory_kb"] = dict(mem, links=links_now)
+        ctx.raw.setdefault(kind, {})["memory_kb"] = dict(mem, links=links_now)
         ctx.rows.append(Row(kind, f"service RSS after the sweep, {links_now:,} links",
                             f"{mem['VmRSS'] / 1024:.0f} MiB (peak {mem['VmHWM'] / 1024:.0f} MiB)"))
     except Exception as exc:

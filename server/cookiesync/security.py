@@ -104,7 +104,7 @@ def decrypt_cookies(ring: KeyRing, kid: str, blob: bytes, user_id: str, plain_id
 def cookie_fingerprint(secret: str, li_at: str, li_a: str | None, user_agent: str) -> str:
     """Keyed, so a fingerprint in the history cannot be used to test guesses."""
     msg = msgspec.json.encode([li_at, li_a, user_agent])
-    return hmac.new(secret.encode(), b"fp:" + msg, hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), b"fp:" + msg, "sha256").hex()
 
 
 def hash_token(token: str) -> str:
