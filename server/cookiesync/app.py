@@ -21,7 +21,7 @@ from cookiesync.domain.reconnect.services import AttemptRunner
 from cookiesync.domain.support.api import SupportAPI
 from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
-from cookiesync.domain.sync.services import CookieWriter, RevocationWatcher, Toucher
+from cookiesync.domain.sync.services import RevocationWatcher, Toucher, cookie_writer
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import Metrics
@@ -121,7 +121,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         rt.runner = AttemptRunner(rt)
         rt.mailer = Mailer(settings, engine, rt.instance_id)
         rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s)
-        rt.cookie_writer = CookieWriter(rt)
+        rt.cookie_writer = cookie_writer(rt)
         rt.notifier = Notifier(rt)
         watcher = RevocationWatcher(rt)
         app.state.rt = rt

@@ -50,7 +50,7 @@ class Runtime:
     runner: "object | None" = None      # domain.reconnect.services.AttemptRunner
     mailer: "object | None" = None      # domain.email.outbox.Mailer
     toucher: "object | None" = None     # domain.sync.services.Toucher
-    cookie_writer: "object | None" = None  # domain.sync.services.CookieWriter
+    cookie_writer: "object | None" = None  # db.batch.GroupCommit for new cookies (domain.sync)
     notifier: "object | None" = None    # domain.notifications.services.Notifier
     caches: dict = field(default_factory=dict)
     background: set = field(default_factory=set)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import events, incidents, links, users, utcnow
 from cookiesync.domain.email import outbox as email_outbox
 from cookiesync.domain.notifications import services as notify
@@ -180,6 +182,11 @@ class AttemptRunner(BackgroundLoop):
         self.wake = asyncio.Event()
         self.inflight: set[asyncio.Task] = set()
         self.attempts_made = 0
+        self.results = GroupCommit("attempt results", self._record_together, self._record_alone)
+
+    def start(self) -> None:
+        super().start()
+        self.results.start()
 
     def kick(self) -> None:
         self.wake.set()
@@ -189,6 +196,7 @@ class AttemptRunner(BackgroundLoop):
         if self.inflight:
             # Let attempts already talking to Unipile finish; the lease covers the rest.
             await asyncio.wait(self.inflight, timeout=grace_s)
+        await self.results.stop()
 
     async def _loop(self) -> None:
         while True:
@@ -294,31 +302,56 @@ class AttemptRunner(BackgroundLoop):
 
     async def record(self, link_id: int, result: AuthResult, *, scheduled: bool, trigger: str, number: int,
                      kind: str, used_fingerprint: str | None, slot: int | None = None) -> None:
-        rt = self.rt
-        now = utcnow()
-        decision = None
-        async with rt.engine.begin() as conn:
-            row = await load_link(conn, link_id)
-            if row is None:  # erased meanwhile
-                return
-            extra: dict[str, Any] = {"lease_owner": None, "lease_until": None,
-                                     "last_error": None if result.outcome != "failed" else
-                                     f"{result.http_status or 'no answer'} {result.error_type or result.failure}"[:200],
-                                     "checkpoint_type": result.checkpoint_type}
-            if result.account_id and row.unipile_account_id != result.account_id:
-                extra["unipile_account_id"] = result.account_id
-            data = {
-                "attempt": number, "kind": kind, "trigger": trigger, "scheduled": scheduled, "slot": slot,
-                "outcome": result.outcome, "http_status": result.http_status, "duration_ms": result.duration_ms,
-                "error_type": result.error_type, "error_title": result.error_title,
-                "failure": result.failure.value if result.failure else None,
-                "checkpoint_type": result.checkpoint_type, "unipile_account_id": result.account_id,
-            }
-            newer_cookie = row.cookie_fingerprint != used_fingerprint
-            decision = await apply_event(rt, conn, row, _result_event(result, scheduled, newer_cookie),
-                                         trigger="extension" if newer_cookie else "scheduler",
-                                         event_kind="attempt", data=data, extra_values=extra, now=now)
-            # last, so the hot counter row stays locked only until the commit just below
-            await count_attempt(conn, now, kind, result.outcome)
+        """Write the answer through the policy. Answers that arrive together share one
+        transaction (group commit): at C attempts in flight, one commit per batch, not per answer."""
+        decision = await self.results.submit(_Answer(link_id, result, scheduled, trigger, number, kind,
+                                                     used_fingerprint, slot))
         if decision and decision.attempt_now:
             self.kick()
+
+    async def _record_alone(self, answer: "_Answer") -> policy.Decision | None:
+        async with self.rt.engine.begin() as conn:
+            return await self._record_in(conn, answer, utcnow())
+
+    async def _record_together(self, answers: list["_Answer"]) -> list[policy.Decision | None]:
+        now = utcnow()
+        async with self.rt.engine.begin() as conn:
+            return [await self._record_in(conn, a, now) for a in answers]
+
+    async def _record_in(self, conn: AsyncConnection, a: "_Answer", now: datetime) -> policy.Decision | None:
+        rt, result = self.rt, a.result
+        row = await load_link(conn, a.link_id)
+        if row is None:  # erased meanwhile
+            return None
+        extra: dict[str, Any] = {"lease_owner": None, "lease_until": None,
+                                 "last_error": None if result.outcome != "failed" else
+                                 f"{result.http_status or 'no answer'} {result.error_type or result.failure}"[:200],
+                                 "checkpoint_type": result.checkpoint_type}
+        if result.account_id and row.unipile_account_id != result.account_id:
+            extra["unipile_account_id"] = result.account_id
+        data = {
+            "attempt": a.number, "kind": a.kind, "trigger": a.trigger, "scheduled": a.scheduled, "slot": a.slot,
+            "outcome": result.outcome, "http_status": result.http_status, "duration_ms": result.duration_ms,
+            "error_type": result.error_type, "error_title": result.error_title,
+            "failure": result.failure.value if result.failure else None,
+            "checkpoint_type": result.checkpoint_type, "unipile_account_id": result.account_id,
+        }
+        newer_cookie = row.cookie_fingerprint != a.used_fingerprint
+        decision = await apply_event(rt, conn, row, _result_event(result, a.scheduled, newer_cookie),
+                                     trigger="extension" if newer_cookie else "scheduler",
+                                     event_kind="attempt", data=data, extra_values=extra, now=now)
+        # last, so the hot counter row stays locked only until the commit
+        await count_attempt(conn, now, a.kind, result.outcome)
+        return decision
+
+
+@dataclass(frozen=True)
+class _Answer:
+    link_id: int
+    result: AuthResult
+    scheduled: bool
+    trigger: str
+    number: int
+    kind: str
+    used_fingerprint: str | None
+    slot: int | None

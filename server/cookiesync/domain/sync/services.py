@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from cookiesync.db.batch import GroupCommit
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import devices, events, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect import policy
@@ -336,7 +337,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
             rt.metrics.syncs_unchanged.inc()
             return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state))
 
-    out, decision, link_id, changed = await rt.cookie_writer.write(_Job(device, body, ip, fingerprint, now))
+    out, decision, link_id, changed = await rt.cookie_writer.submit(_Job(device, body, ip, fingerprint, now))
     if not changed:
         rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
@@ -375,64 +376,12 @@ class _Job:
 Written = tuple[SyncOut, "policy.Decision | None", int, bool]  # answer, decision, link id, cookie changed
 
 
-class CookieWriter(BackgroundLoop):
-    """Group commit for new cookies. The syncs that arrive while one transaction runs
-    are written together by the next: one read of their links, one bulk update, one
-    bulk history insert. Each sync is answered only after the commit that holds it.
-    A link whose state the cookie changes (a first sync, an incident) goes through
-    `apply_event` inside the same transaction."""
-
-    MAX_BATCH = 256
-
-    def __init__(self, rt) -> None:
-        self.rt = rt
-        self.queue: list[tuple[_Job, asyncio.Future]] = []
-        self.wake = asyncio.Event()
-
-    async def write(self, job: _Job) -> Written:
-        if self.task is None or self.task.done():  # not running (tests, shutdown): write it alone
-            return await _write_alone(self.rt, job)
-        future = asyncio.get_running_loop().create_future()
-        self.queue.append((job, future))
-        self.wake.set()
-        return await future
-
-    async def stop(self) -> None:
-        await self.cancel_loop()
-        queued, self.queue = self.queue, []
-        for job, future in queued:  # left by the cancelled loop: write them one by one
-            if not future.done():
-                try:
-                    future.set_result(await _write_alone(self.rt, job))
-                except Exception as exc:
-                    future.set_exception(exc)
-
-    async def _loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queue:
-                batch, self.queue = self.queue[:self.MAX_BATCH], self.queue[self.MAX_BATCH:]
-                await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[tuple[_Job, asyncio.Future]]) -> None:
-        try:
-            results = await _write_together(self.rt, [job for job, _f in batch])
-        except asyncio.CancelledError:
-            self.queue[:0] = [(j, f) for j, f in batch if not f.done()]  # stop() writes them
-            raise
-        except Exception:
-            # e.g. two instances created the same member's link at once: one transaction per sync instead
-            log.info("group write of %d new cookies failed; writing them one by one", len(batch), exc_info=True)
-            for job, future in batch:
-                try:
-                    future.set_result(await _write_alone(self.rt, job))
-                except Exception as exc:
-                    future.set_exception(exc)
-            return
-        for (_job, future), result in zip(batch, results):
-            if not future.done():
-                future.set_result(result)
+def cookie_writer(rt) -> GroupCommit:
+    """Group commit for new cookies: the syncs that arrive while one transaction runs
+    are written together by the next (one read of their links, one bulk update, one
+    bulk history insert). A link whose state the cookie changes (a first sync, an
+    incident) goes through `apply_event` inside the same transaction."""
+    return GroupCommit("new cookies", lambda jobs: _write_together(rt, jobs), lambda job: _write_alone(rt, job))
 
 
 async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
