@@ -250,6 +250,7 @@ class AttemptRunner(BackgroundLoop):
         """Claim and run everything due now; returns how many attempts were made."""
         total = 0
         limit = self.rt.settings.unipile_concurrency * 2
+        batch = max(1, self.rt.settings.unipile_concurrency // 2)
         while True:
             room = limit - len(self.inflight)
             claimed = await self.claim_due(room) if room > 0 else []
@@ -260,8 +261,12 @@ class AttemptRunner(BackgroundLoop):
             total += len(claimed)
             if not claimed and not self.inflight:
                 break
-            if self.inflight and (not claimed or len(self.inflight) >= limit):
-                # Wait for a free slot before claiming more, so leases don't age in a queue.
+            # Wait for room before claiming more, so leases don't age in a queue; and claim in
+            # batches of C/2 (one claim transaction per batch, not per finished attempt), which
+            # still keeps at least C claimed while the batch is taken.
+            if self.inflight and not claimed:  # nothing due now: look again when an attempt ends
+                await asyncio.wait(set(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+            while self.inflight and limit - len(self.inflight) < batch:
                 await asyncio.wait(set(self.inflight), return_when=asyncio.FIRST_COMPLETED)
         return total
 
@@ -316,11 +321,15 @@ class AttemptRunner(BackgroundLoop):
     async def _record_together(self, answers: list["_Answer"]) -> list[policy.Decision | None]:
         now = utcnow()
         async with self.rt.engine.begin() as conn:
-            return [await self._record_in(conn, a, now) for a in answers]
+            rows = {r.id: r for r in (await conn.execute(
+                sa.select(links).where(links.c.id.in_([a.link_id for a in answers])))).all()}
+            return [await self._record_in(conn, a, now, rows.get(a.link_id)) for a in answers]
 
-    async def _record_in(self, conn: AsyncConnection, a: "_Answer", now: datetime) -> policy.Decision | None:
+    async def _record_in(self, conn: AsyncConnection, a: "_Answer", now: datetime,
+                         row: Any = ...) -> policy.Decision | None:
         rt, result = self.rt, a.result
-        row = await load_link(conn, a.link_id)
+        if row is ...:
+            row = await load_link(conn, a.link_id)
         if row is None:  # erased meanwhile
             return None
         extra: dict[str, Any] = {"lease_owner": None, "lease_until": None,
