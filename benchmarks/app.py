@@ -30,6 +30,7 @@ from litestar import Litestar, get, post
 
 from cookiesync.app import create_app
 from cookiesync.domain.sync.schemas import SyncIn
+from cookiesync.serving import uvicorn_options
 from cookiesync.settings import Settings
 
 
@@ -195,10 +196,12 @@ def main() -> None:
                                    "benchmarks.app:app_from_settings_file"])
     with open(args.settings, "rb") as fh:
         settings = msgspec.json.decode(fh.read(), type=Settings)
-    # Same server set-up as `cookiesync serve`: uvicorn, one worker, its default
-    # loop/parser (uvloop + httptools when installed), access log off (log_level=warning).
-    uvicorn.run(build(settings), host="127.0.0.1", port=args.port, log_level="warning", proxy_headers=False,
-                timeout_graceful_shutdown=5)
+    # Same server set-up as `cookiesync serve` (cookiesync.serving): uvicorn, one worker,
+    # uvloop + httptools with head and body in one write, access log off (log_level=warning).
+    # COOKIESYNC_BENCH_PLAIN_UVICORN=1: uvicorn's own protocol, for comparison.
+    options = {} if os.environ.get("COOKIESYNC_BENCH_PLAIN_UVICORN") else uvicorn_options()
+    uvicorn.run(build(settings), host="127.0.0.1", port=args.port, timeout_graceful_shutdown=5,
+                **(options or dict(log_level="warning", proxy_headers=False)))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def cmd_serve(args) -> None:
 
     from cookiesync.app import create_app
     from cookiesync.db.engine import migrate
+    from cookiesync.serving import uvicorn_options
 
     s = _settings()
     if args.host:
@@ -111,7 +112,7 @@ def cmd_serve(args) -> None:
     else:
         lines.append(f"  support console:  {s.base_url}/support/")
     print("\n".join(lines) + "\n", flush=True)
-    common = dict(host=s.host, port=s.port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=20)
+    common = dict(host=s.host, port=s.port, timeout_graceful_shutdown=20, **uvicorn_options())
     if s.workers > 1:
         # each worker builds its app from the same environment (secrets were written above)
         os.environ[PREFIX + "PORT"] = str(s.port)

@@ -12,6 +12,8 @@ from typing import Any
 
 import uvicorn
 
+from cookiesync.serving import uvicorn_options
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -25,7 +27,8 @@ class ServerThread:
     def __init__(self, app: Any, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.host = host
         self.port = port or free_port()
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on")
+        # the production server's options (cookiesync.serving): every test runs on them
+        config = uvicorn.Config(app, host=host, port=self.port, lifespan="on", **uvicorn_options())
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
