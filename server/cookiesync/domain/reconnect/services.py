@@ -36,7 +36,7 @@ def to_policy(row: Any) -> policy.Link:
     return policy.Link(
         state=State(row.state),
         has_account=row.unipile_account_id is not None,
-        has_cookie=row.cookie_ciphertext is not None,
+        has_cookie=row.cookie_key_id is not None,  # set with the ciphertext, always
         auto_connect=bool(row.auto_connect),
         incident_started_at=row.incident_started_at,
         next_slot=row.next_slot,

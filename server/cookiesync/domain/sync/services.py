@@ -389,7 +389,7 @@ async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
     results: list[Written] = []
     async with rt.engine.begin() as conn:
         rows = {(r.user_id, r.plain_id): r for r in (await conn.execute(
-            sa.select(links).where(links.c.user_id.in_({j.device.user_id for j in jobs}),
+            sa.select(*_POLICY_COLUMNS).where(links.c.user_id.in_({j.device.user_id for j in jobs}),
                                    links.c.plain_id.in_({j.body.plain_id for j in jobs}))
         )).all()}
         stored: dict[tuple[str, str], str] = {}  # fingerprints written earlier in this batch
@@ -420,6 +420,10 @@ async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
     return results
 
 
+# what the policy and the answer need: no cookie blob, few timestamps to parse
+_POLICY_COLUMNS = (links.c.id, links.c.user_id, links.c.plain_id, links.c.state, links.c.unipile_account_id,
+                   links.c.cookie_fingerprint, links.c.cookie_key_id, links.c.auto_connect,
+                   links.c.incident_started_at, links.c.next_slot, links.c.next_attempt_at, links.c.incident_id)
 _COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
                    "date_last_cookie", "updated_at")
 _BULK_COOKIE_UPDATE = links.update().where(links.c.id == sa.bindparam("b_id")).values(
