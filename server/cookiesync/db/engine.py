@@ -33,7 +33,10 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
         def _begin_immediate(conn):  # pragma: no cover
             # Writers take the write lock up front: no failed read-to-write upgrades
             # between concurrent writers. Readers (see `reader`) stay deferred and concurrent.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+            options = conn.get_execution_options()
+            if options.get("single_read"):
+                return  # one SELECT is its own read transaction in SQLite: no BEGIN round trip
+            conn.exec_driver_sql("BEGIN" if options.get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     # Enough connections for the attempts in flight plus request traffic; recycle instead of
@@ -44,10 +47,12 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
 
 
 @asynccontextmanager
-async def reader(engine: AsyncEngine):
-    """A connection for reads only: on SQLite it does not take the write lock."""
+async def reader(engine: AsyncEngine, single: bool = False):
+    """A connection for reads only: on SQLite it does not take the write lock. `single`:
+    the caller runs one statement, which needs no snapshot across statements, so SQLite
+    skips the explicit BEGIN."""
     async with engine.connect() as conn:
-        await conn.execution_options(read_only=True)
+        await conn.execution_options(read_only=True, single_read=single)
         yield conn
 
 

@@ -239,7 +239,7 @@ async def device_for_token(rt, token: str) -> Device | None:
         return cached
     if _negative_cache(rt).get(token_hash):
         return None
-    async with reader(rt.engine) as conn:
+    async with reader(rt.engine, single=True) as conn:
         row = (await conn.execute(
             sa.select(devices.c.id, devices.c.user_id)
             .where(devices.c.token_hash == token_hash, devices.c.revoked_at.is_(None))
@@ -326,7 +326,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
 
     if cached is None:
         # most cache misses are unchanged cookies: a read-only look first, no write lock for them
-        async with reader(rt.engine) as conn:
+        async with reader(rt.engine, single=True) as conn:
             row = (await conn.execute(
                 sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id)
                 .where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
