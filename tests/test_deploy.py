@@ -48,7 +48,7 @@ def test_entrypoint_migrates_serves_and_stops(tmp_path, simulator, postgres_url)
     assert "Traceback" not in out
     assert "demo" not in out and not (tmp_path / "secrets.json").exists()
     lines = [line for line in out.splitlines() if line.startswith("{")]
-    assert all('"level"' in line for line in lines)  # production logs are JSON lines
+    assert lines and all('"level"' in line for line in lines)  # production logs are JSON lines
 
 
 def test_entrypoint_refuses_production_without_secrets(tmp_path) -> None:

@@ -153,6 +153,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
                 await rt.runner.stop()
                 await rt.toucher.stop()
                 await watcher.stop()
+            gc.unfreeze()  # an app built again in this process (tests) must not pin this one's objects
             for task in list(rt.background):
                 task.cancel()
             await unipile.aclose()

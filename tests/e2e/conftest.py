@@ -27,7 +27,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from tests.conftest import Service, make_settings, need
+from tests.conftest import USED_SECRETS, Service, make_settings, need
 from tests.e2e.fakes import FakeLinkedIn, Recorded, Recorder
 from tests.support.servers import ServerThread, free_port
 from tests.support.wait import wait_for
@@ -159,7 +159,9 @@ class LiveBackend:
 
     # --- the simulator (Unipile)
     def script(self, li_at: str, plain_id: str, outcomes: list[str] | None = None) -> None:
-        """Tell the simulator which LinkedIn member a cookie belongs to."""
+        """Tell the simulator which LinkedIn member a cookie belongs to (and the run-wide log
+        check to look for that cookie)."""
+        USED_SECRETS.add(li_at)
         body: dict[str, Any] = {"li_at": li_at, "plain_id": plain_id, "name": f"Member {plain_id}"}
         if outcomes:
             body["outcomes"] = outcomes
@@ -237,10 +239,6 @@ class Browser:
 
     def alarm(self) -> Any:
         return self.sw.evaluate("chrome.alarms.get('cookiesync-sync').then(a => a ?? null)")
-
-    def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-        return wait_for(predicate, timeout, sleep=self.pump,
-                        what=lambda _: f"timed out after {timeout:.1f} s waiting for {what}")
 
     def set_linkedin_cookies(self, li_at: str, li_a: str | None) -> None:
         cookies = [{"name": "li_at", "value": li_at, "domain": ".linkedin.com", "path": "/", "secure": True,

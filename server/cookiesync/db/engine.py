@@ -13,11 +13,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str, **kwargs) -> AsyncEngine:
+    """`hide_parameters`: a failed statement's error (which may be logged) names no bound values:
+    encrypted cookies, addresses, emails and hashes stay out of logs."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - runs per connection
@@ -43,7 +45,7 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
     # pinging before every use (a round trip per checkout).
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(url, pool_recycle=1800, **kwargs)
+    return create_async_engine(url, pool_recycle=1800, hide_parameters=True, **kwargs)
 
 
 @asynccontextmanager

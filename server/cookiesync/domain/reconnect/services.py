@@ -302,21 +302,15 @@ class AttemptRunner(BackgroundLoop):
             result = await rt.unipile.connect(creds)
         self.attempts_made += 1
         rt.metrics.attempts.labels(kind, result.outcome).inc()
-        await self.record(link_id, result, scheduled=scheduled, trigger=trigger, number=number, kind=kind,
-                          used_fingerprint=used_fp, slot=row.next_slot if scheduled else None)
-
-    async def record(self, link_id: int, result: AuthResult, *, scheduled: bool, trigger: str, number: int,
-                     kind: str, used_fingerprint: str | None, slot: int | None = None) -> None:
-        """Write the answer through the policy. Answers that arrive together share one
-        transaction (group commit): at C attempts in flight, one commit per batch, not per answer."""
-        decision = await self.results.submit(_Answer(link_id, result, scheduled, trigger, number, kind,
-                                                     used_fingerprint, slot))
+        # answers that arrive together share one transaction (group commit): one commit per batch
+        decision = await self.results.submit(_Answer(link_id, result, scheduled, trigger, number, kind, used_fp,
+                                                     row.next_slot if scheduled else None))
         if decision and decision.attempt_now:
             self.kick()
 
     async def _record_alone(self, answer: "_Answer") -> policy.Decision | None:
         async with self.rt.engine.begin() as conn:
-            return await self._record_in(conn, answer, utcnow())
+            return await self._record_in(conn, answer, utcnow(), await load_link(conn, answer.link_id))
 
     async def _record_together(self, answers: list["_Answer"]) -> list[policy.Decision | None]:
         now = utcnow()
@@ -326,10 +320,9 @@ class AttemptRunner(BackgroundLoop):
             return [await self._record_in(conn, a, now, rows.get(a.link_id)) for a in answers]
 
     async def _record_in(self, conn: AsyncConnection, a: "_Answer", now: datetime,
-                         row: Any = ...) -> policy.Decision | None:
+                         row: Any) -> policy.Decision | None:
+        """Write one answer through the policy, in the caller's transaction."""
         rt, result = self.rt, a.result
-        if row is ...:
-            row = await load_link(conn, a.link_id)
         if row is None:  # erased meanwhile
             return None
         extra: dict[str, Any] = {"lease_owner": None, "lease_until": None,

@@ -99,7 +99,9 @@ class Toucher(BackgroundLoop):
               user_id: str | None = None) -> None:
         self.link_touches[link_id] = (at, ip)
         if user_id is not None:
-            entry = self.repeats.setdefault(link_id, [user_id, 0, at])
+            entry = self.repeats.get(link_id)
+            if entry is None:  # not setdefault: its default list would be built on every sync
+                entry = self.repeats[link_id] = [user_id, 0, at]
             entry[1] += 1
         self.device_touches[device_id] = (at, ip, version)
         self.wake.set()
