@@ -95,6 +95,9 @@ class Mailer:
             )).scalars().all()
         sent = 0
         for row_id in rows:
+            # the clock of this claim, not of the query above: sending the rows before this one
+            # took time, and a lease dated from then could already be over (and the row sent twice)
+            now = utcnow()
             async with self.engine.begin() as conn:
                 claimed = await conn.execute(
                     outbox.update().where(
