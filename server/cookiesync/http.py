@@ -18,6 +18,11 @@ def client_ip(request: Request, trusted) -> str | None:
     """The peer address, or the first untrusted hop of X-Forwarded-For when the
     peer is a configured trusted proxy."""
     peer = request.client.host if request.client else None
+    return client_ip_from(peer, lambda: request.headers.get("x-forwarded-for", ""), trusted)
+
+
+def client_ip_from(peer: str | None, forwarded_for, trusted) -> str | None:
+    """`client_ip` from the raw parts: `forwarded_for()` gives the header, read only when needed."""
     if not peer or not trusted:
         return peer
     try:
@@ -26,8 +31,7 @@ def client_ip(request: Request, trusted) -> str | None:
         return peer
     if not any(chain[0] in net for net in trusted):
         return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    hops = [h.strip() for h in forwarded_for().split(",") if h.strip()]
     for hop in reversed(hops):
         try:
             addr = ipaddress.ip_address(hop)
@@ -40,8 +44,13 @@ def client_ip(request: Request, trusted) -> str | None:
 
 
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_from(request.headers.get("authorization", ""))
+    if token is None:
         raise NotAuthorizedException(detail="missing bearer token (Authorization: Bearer <token>)")
-    return token.strip()
+    return token
+
+
+def bearer_from(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None

@@ -107,6 +107,11 @@ def cookie_fingerprint(secret: str, li_at: str, li_a: str | None, user_agent: st
     return hmac.digest(secret.encode(), b"fp:" + msg, "sha256").hex()
 
 
+def same_fingerprint(stored: str | None, fingerprint: str) -> bool:
+    """Constant-time, like every comparison of something derived from a secret."""
+    return stored is not None and hmac.compare_digest(stored, fingerprint)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

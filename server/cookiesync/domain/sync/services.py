@@ -28,7 +28,7 @@ from cookiesync.domain.reconnect.services import add_event, apply_event, event_p
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
 from cookiesync.runtime import BackgroundLoop
 from cookiesync.security import CookieBundle, cookie_fingerprint, encrypt_cookies, hash_token, new_token, \
-    normalize_pairing_code
+    normalize_pairing_code, same_fingerprint
 
 log = logging.getLogger("cookiesync.sync")
 
@@ -233,6 +233,11 @@ def forget_user(rt, user_id: str) -> None:
                 cache.drop(key)
 
 
+def cached_device(rt, token: str) -> Device | None:
+    """The device this token belongs to, if this instance has it in memory."""
+    return _token_cache(rt).get(hash_token(token))
+
+
 async def device_for_token(rt, token: str) -> Device | None:
     token_hash = hash_token(token)
     cache = _token_cache(rt)
@@ -314,26 +319,44 @@ def next_sync_in(rt, state: str) -> int:
     return min(60, rt.settings.sync_interval_s) if state in UNSETTLED else rt.settings.sync_interval_s
 
 
+def sync_limiter(rt) -> RateLimiter:
+    return rt.cache("sync_limiter", lambda: RateLimiter(limit=120, window_s=60))
+
+
+def unchanged_from_cache(rt, device: Device, body: SyncIn, ip: str | None,
+                         limiter: RateLimiter | None = None) -> SyncOut | None:
+    """The common case, answered from memory: this instance knows the link and the
+    cookie is the one it holds. Only "last seen" is left to write, by the Toucher.
+    With a `limiter`, a device over its limit gets None (the caller words the refusal)."""
+    cached: CachedLink | None = _link_cache(rt).get((device.user_id, body.plain_id))
+    if cached is None:
+        return None
+    fingerprint = cookie_fingerprint(rt.settings.signing_secret, body.li_at, body.li_a, body.user_agent)
+    if not same_fingerprint(cached.fingerprint, fingerprint):
+        return None
+    if limiter is not None and limiter.check(device.id) is not None:
+        return None
+    rt.toucher.touch(cached.link_id, device.id, utcnow(), ip, body.extension_version, device.user_id)
+    rt.metrics.syncs_unchanged.inc()
+    return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
+
+
 async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
-    s = rt.settings
+    out = unchanged_from_cache(rt, device, body, ip)
+    if out is not None:
+        return out
     now = utcnow()
-    fingerprint = cookie_fingerprint(s.signing_secret, body.li_at, body.li_a, body.user_agent)
+    fingerprint = cookie_fingerprint(rt.settings.signing_secret, body.li_at, body.li_a, body.user_agent)
     key = (device.user_id, body.plain_id)
     cache = _link_cache(rt)
-    cached: CachedLink | None = cache.get(key)
-    if cached is not None and cached.fingerprint == fingerprint:
-        rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version, device.user_id)
-        rt.metrics.syncs_unchanged.inc()
-        return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
-
-    if cached is None:
+    if cache.get(key) is None:
         # most cache misses are unchanged cookies: a read-only look first, no write lock for them
         async with reader(rt.engine, single=True) as conn:
             row = (await conn.execute(
                 sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id)
                 .where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
             )).first()
-        if row is not None and row.cookie_fingerprint == fingerprint:
+        if row is not None and same_fingerprint(row.cookie_fingerprint, fingerprint):
             rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
             cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
             rt.metrics.syncs_unchanged.inc()
@@ -399,7 +422,7 @@ async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
         for job in jobs:
             row = rows.get(job.key)
             fingerprint = stored.get(job.key, row.cookie_fingerprint if row is not None else None)
-            if row is not None and fingerprint == job.fingerprint:
+            if row is not None and same_fingerprint(fingerprint, job.fingerprint):
                 results.append((SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None,
                                 row.id, False))
                 continue
@@ -459,7 +482,7 @@ async def _write_in(rt, conn, job: _Job) -> Written:
     row = (await conn.execute(
         sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
     )).first()
-    if row is not None and row.cookie_fingerprint == job.fingerprint:
+    if row is not None and same_fingerprint(row.cookie_fingerprint, job.fingerprint):
         return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None, row.id, False
     if row is None:
         auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
