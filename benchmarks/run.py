@@ -29,6 +29,8 @@ from benchmarks import data, load, procfs
 ROOT = Path(__file__).resolve().parent.parent
 SYNC = "/v1/extension/sync"
 BARE = "/_bench/bare"
+BARE_LANE = "/_bench/bare-lane"
+PATHS = {"bare": BARE, "lane": BARE_LANE, "sync": SYNC}
 STUB_KEY = "bench-unipile-key"
 
 
@@ -281,11 +283,11 @@ def ratio_series(ctx: Ctx, svc: Service, change: float, label: str) -> dict:
     if cfg.warm_s:
         wrk_run(ctx, svc, BARE, change, cfg.warm_s, seed=99)
         wrk_run(ctx, svc, SYNC, change, cfg.warm_s, seed=98)
-    runs: dict[str, list[dict]] = {"bare": [], "sync": []}
+    runs: dict[str, list[dict]] = {"bare": [], "lane": [], "sync": []}
     for r in range(cfg.rounds):
-        order = ("bare", "sync") if r % 2 == 0 else ("sync", "bare")
+        order = ("bare", "lane", "sync")[r % 3:] + ("bare", "lane", "sync")[:r % 3]  # each first in turn
         for ep in order:
-            res = wrk_run(ctx, svc, BARE if ep == "bare" else SYNC, change, cfg.run_s, seed=r * 2 + (ep == "sync"))
+            res = wrk_run(ctx, svc, PATHS[ep], change, cfg.run_s, seed=r * 3 + list(PATHS).index(ep))
             runs[ep].append(res)
             ctx.say(f"  {label:<28} {ep:<4} {res['rps']:8.0f} req/s  p50 {res['p50_us'] / 1000:5.2f} ms  "
                     f"p99 {res['p99_us'] / 1000:6.2f} ms  cpu {res['cpu_us']:6.1f} µs/req"
@@ -302,6 +304,7 @@ def ratio_series(ctx: Ctx, svc: Service, change: float, label: str) -> dict:
     out["changed_share"] = sum(x["changed"] for x in runs["sync"]) / max(1, sync_total)
     out["errors"] = sum(x["errors"] for k in runs for x in runs[k])
     out["ratio"] = out["sync"]["rps"] / out["bare"]["rps"]
+    out["ratio_lane"] = out["sync"]["rps"] / out["lane"]["rps"]
     out["runs"] = runs
     return out
 
@@ -356,7 +359,9 @@ def ingest_rows(kind: str, label: str, r: dict, goal: float | None, extra: str =
              f"p99 {fmt_ms(r['sync']['p99_us'])}/{fmt_ms(r['bare']['p99_us'])} ms; "
              f"CPU {r['sync']['cpu_us']:.0f}/{r['bare']['cpu_us']:.0f} µs/req"
              + (f" +pg {r['sync']['pg_us']:.0f}" if r['sync']['pg_us'] else "")
-             + f"; {r['changed_share']:.0%} changed{extra})")
+             + f"; {r['changed_share']:.0%} changed{extra}; "
+             f"against the fast-lane decode-and-204 limit: {r['ratio_lane']:.2f} of {r['lane']['rps']:,.0f} req/s, "
+             f"CPU {r['lane']['cpu_us']:.0f} µs/req)")
     if r["errors"]:
         value += f" [{r['errors']} errors]"
     ok = None if goal is None else (r["ratio"] >= goal and not r["errors"])

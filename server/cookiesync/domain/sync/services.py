@@ -233,11 +233,6 @@ def forget_user(rt, user_id: str) -> None:
                 cache.drop(key)
 
 
-def cached_device(rt, token: str) -> Device | None:
-    """The device this token belongs to, if this instance has it in memory."""
-    return _token_cache(rt).get(hash_token(token))
-
-
 async def device_for_token(rt, token: str) -> Device | None:
     token_hash = hash_token(token)
     cache = _token_cache(rt)
@@ -323,33 +318,18 @@ def sync_limiter(rt) -> RateLimiter:
     return rt.cache("sync_limiter", lambda: RateLimiter(limit=120, window_s=60))
 
 
-def unchanged_from_cache(rt, device: Device, body: SyncIn, ip: str | None,
-                         limiter: RateLimiter | None = None) -> SyncOut | None:
-    """The common case, answered from memory: this instance knows the link and the
-    cookie is the one it holds. Only "last seen" is left to write, by the Toucher.
-    With a `limiter`, a device over its limit gets None (the caller words the refusal)."""
-    cached: CachedLink | None = _link_cache(rt).get((device.user_id, body.plain_id))
-    if cached is None:
-        return None
-    fingerprint = cookie_fingerprint(rt.settings.signing_secret, body.li_at, body.li_a, body.user_agent)
-    if not same_fingerprint(cached.fingerprint, fingerprint):
-        return None
-    if limiter is not None and limiter.check(device.id) is not None:
-        return None
-    rt.toucher.touch(cached.link_id, device.id, utcnow(), ip, body.extension_version, device.user_id)
-    rt.metrics.syncs_unchanged.inc()
-    return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
-
-
 async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
-    out = unchanged_from_cache(rt, device, body, ip)
-    if out is not None:
-        return out
     now = utcnow()
     fingerprint = cookie_fingerprint(rt.settings.signing_secret, body.li_at, body.li_a, body.user_agent)
     key = (device.user_id, body.plain_id)
     cache = _link_cache(rt)
-    if cache.get(key) is None:
+    cached: CachedLink | None = cache.get(key)
+    if cached is not None and same_fingerprint(cached.fingerprint, fingerprint):
+        rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version, device.user_id)
+        rt.metrics.syncs_unchanged.inc()
+        return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
+
+    if cached is None:
         # most cache misses are unchanged cookies: a read-only look first, no write lock for them
         async with reader(rt.engine, single=True) as conn:
             row = (await conn.execute(
