@@ -29,9 +29,10 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database")
-        value = value.astimezone(timezone.utc)
+        if value.tzinfo is not timezone.utc:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the database")
+            value = value.astimezone(timezone.utc)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
