@@ -31,3 +31,19 @@ def memory_kb(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[key] = int(line.split()[1])
     return out
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a process, keyed "name:tid" (and, of that, in the kernel: "name:tid system")."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/comm") as fh:
+                name = fh.read().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / _TICK
+        out[f"{name}:{tid} system"] = int(fields[12]) / _TICK
+    return out

@@ -52,6 +52,18 @@ def summarize(raw: Path, top: int, focus: str) -> str:
     return "\n".join(out)
 
 
+def _due_links(svc: Service, n: int) -> None:
+    """n links in due incidents, each with an account the Unipile simulator knows (as run.py does)."""
+    import httpx
+
+    from benchmarks.run import STUB_KEY, _keyring
+
+    accounts = asyncio.run(data.create_unipile_accounts(svc.stub_url, STUB_KEY,
+                                                        [data.sweep_cookie(i) for i in range(n)]))
+    svc.db(lambda engine: data.insert_sweep_links(engine, _keyring(svc), svc.settings.signing_secret, n, accounts))
+    httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": 100}, timeout=5).raise_for_status()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     p.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
@@ -62,12 +74,16 @@ def main() -> int:
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--focus", default="", help="only frames containing this text in the inclusive list")
     p.add_argument("--out", default="profile.txt", help="raw collapsed stacks")
+    p.add_argument("--sweep", type=int, default=0, metavar="N",
+                   help="profile one reconnect sweep over N due links instead of sync load")
+    p.add_argument("--concurrency", type=int, default=32, help="the sweep's Unipile concurrency")
+    p.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     args = p.parse_args()
     if not SPY:
         print("py-spy not found: pip install py-spy", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="cs-profile-"))
-    svc = Service(args.backend, QUICK, workdir)
+    svc = Service(args.backend, QUICK, workdir, unipile_concurrency=args.concurrency)
     try:
         svc.start()
         svc.devices = asyncio.run(data.pair_devices(svc.url, svc.api_key, args.devices, concurrency=4))
@@ -75,12 +91,27 @@ def main() -> int:
         svc.devices_file = workdir / "devices.txt"
         load.write_devices_file(svc.devices_file, svc.devices)
         load.run_wrk(svc.url, SYNC, svc.devices_file, args.change, 2, workdir)  # warm the caches
+        if args.sweep:
+            _due_links(svc, args.sweep)
         spy = subprocess.Popen([SPY, "record", "-p", str(svc.pid), "-d", str(args.seconds), "-r", "200",
-                                "-f", "raw", "-o", args.out, "--nonblocking", "--threads"],
+                                "-f", "raw", "-o", args.out, "--nonblocking", "--threads"]
+                               + (["--gil"] if args.gil else []),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
         c0 = svc.cpu()[0]
-        if args.rate:
+        if args.sweep:
+            from benchmarks import procfs
+
+            stub0, threads0 = procfs.cpu_seconds(svc.stub.pid), procfs.thread_cpu_seconds(svc.pid)
+            r = svc.http.post("/_bench/sweep", json={"concurrency": args.concurrency}, timeout=600).json()
+            per = 1e3 / max(1, r["attempts"])
+            threads1 = procfs.thread_cpu_seconds(svc.pid)
+            print("server threads, CPU ms/attempt:", {k: round((v - threads0.get(k, 0.0)) * per, 2)
+                                                      for k, v in threads1.items() if v - threads0.get(k, 0.0) > 0})
+            res, n = f"sweep: {r['attempts']} attempts in {r['wall_s']:.1f} s", None
+            print(f"server CPU {r['cpu_s'] * per:.2f} ms/attempt, Unipile simulator CPU "
+                  f"{(procfs.cpu_seconds(svc.stub.pid) - stub0) * per:.2f} ms/attempt")
+        elif args.rate:
             cmd = [sys.executable, "-m", "benchmarks.load", "rate", "--port", str(svc.port), "--devices",
                    str(svc.devices_file), "--change", str(args.change), "--rate", str(args.rate),
                    "--duration", str(args.seconds - 2)]

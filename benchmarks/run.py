@@ -371,7 +371,9 @@ def ingest_rows(kind: str, label: str, r: dict, goal: float | None, extra: str =
 def bench_backend(ctx: Ctx, kind: str) -> None:
     cfg = ctx.cfg
     workdir = Path(tempfile.mkdtemp(prefix=f"cs-bench-{kind}-"))
-    svc = Service(kind, cfg, workdir)
+    # started with the largest sweep concurrency, as a deployment configured for it would be
+    # (it sizes the Unipile client's keep-alive pool); each sweep then sets its own C
+    svc = Service(kind, cfg, workdir, unipile_concurrency=max([c for _n, c in cfg.sweeps], default=8))
     ctx.say(f"== {kind}: starting service ({workdir})")
     try:
         svc.start()

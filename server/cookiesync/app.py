@@ -115,7 +115,9 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         engine = make_engine(settings.database)
         dsn, key = unipile_target(settings)
         metrics_ = Metrics()
-        unipile = UnipileClient(dsn, key, timeout_s=settings.unipile_timeout_s, on_call=metrics_.unipile_call)
+        # keep a connection per attempt in flight, and a few for calls outside the runner
+        unipile = UnipileClient(dsn, key, timeout_s=settings.unipile_timeout_s, on_call=metrics_.unipile_call,
+                                keep_alive=max(20, settings.unipile_concurrency + 8))
         rt = Runtime(settings=settings, engine=engine, keyring=KeyRing(settings.encryption_keys), unipile=unipile,
                      metrics=metrics_)
         rt.runner = AttemptRunner(rt)

@@ -236,6 +236,8 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
         if keys & sim.in_progress:
             return err(*error_for("425"))
         sim.in_progress |= keys
+        sim.auth_in_flight += 1
+        sim.auth_in_flight_peak = max(sim.auth_in_flight_peak, sim.auth_in_flight)
         outcome = sim.next_outcome(creds.li_at, account_id)
         latency_ms = sim.latency_for(creds.li_at)
     try:
@@ -251,6 +253,7 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
             return _created(sim, creds, outcome)
     finally:
         sim.in_progress -= keys
+        sim.auth_in_flight -= 1
 
 
 def _created(sim: SimState, creds: Credentials, outcome: str) -> Response:
@@ -716,6 +719,13 @@ async def sim_get_config(request: Request) -> Response:
     return jresp(_config_json(_sim(request)))
 
 
+@get("/_sim/stats", include_in_schema=False)
+async def sim_stats(request: Request) -> Response:
+    sim = _sim(request)
+    return jresp({"auth_in_flight": sim.auth_in_flight, "auth_in_flight_peak": sim.auth_in_flight_peak,
+                  "calls": len(sim.calls)})
+
+
 @post("/_sim/config", status_code=200, include_in_schema=False)
 async def sim_config(request: Request) -> Response:
     sim = _sim(request)
@@ -963,7 +973,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Litestar:
         route_handlers=[
             create_account, reconnect_account, list_accounts, get_account, delete_account, restart_account,
             solve_checkpoint, resend_checkpoint, users_me, hosted_link, list_webhooks, create_webhook,
-            delete_webhook, hosted_page, hosted_submit, sim_reset, sim_get_config, sim_config, sim_cookies,
+            delete_webhook, hosted_page, hosted_submit, sim_reset, sim_get_config, sim_stats, sim_config, sim_cookies,
             sim_outcomes, sim_calls, sim_accounts, sim_account_status, sim_approve, sim_hosted_links,
             sim_deliveries,
         ],

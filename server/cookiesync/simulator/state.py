@@ -275,6 +275,8 @@ class SimState:
         self.calls: list[dict] = []
         self.deliveries: list[dict] = []
         self.in_progress: set[tuple[str, str]] = set()
+        self.auth_in_flight = 0       # connect/reconnect calls being answered now
+        self.auth_in_flight_peak = 0  # the most at once since the last reset (a client's limit shows here)
         self.seq = 0
 
     # --- members and cookies ---------------------------------------------------

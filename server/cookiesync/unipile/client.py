@@ -109,7 +109,9 @@ def expires_on(when: datetime) -> str:
 
 class UnipileClient:
     def __init__(self, dsn: str, api_key: str, timeout_s: float = 20.0,
-                 transport: httpx.AsyncBaseTransport | None = None, on_call=None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, on_call=None, keep_alive: int = 20) -> None:
+        """`keep_alive`: connections kept open between calls. Fewer than the calls in flight, and
+        every call over it opens a new connection (a TCP and TLS handshake each, for both sides)."""
         base = dsn if dsn.startswith(("http://", "https://")) else f"https://{dsn}"
         self.dsn_url = base.rstrip("/")
         self.base_url = self.dsn_url + "/api/v1"
@@ -117,6 +119,7 @@ class UnipileClient:
             base_url=self.base_url,
             headers={"X-API-KEY": api_key, "accept": "application/json"},
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            limits=httpx.Limits(max_connections=max(100, keep_alive), max_keepalive_connections=keep_alive),
             transport=transport,
         )
         self.on_call = on_call  # (endpoint, status|None, seconds) -> None, for metrics

@@ -271,12 +271,11 @@ class AttemptRunner(BackgroundLoop):
         return total
 
     async def _guarded(self, row: Any, claimed_at: datetime) -> None:
-        async with self.sem:
-            try:
-                await self.attempt(row, claimed_at)
-            except Exception:
-                log.exception("attempt on link %s failed unexpectedly; the lease will expire and it is retried",
-                              row.id)
+        try:
+            await self.attempt(row, claimed_at)
+        except Exception:
+            log.exception("attempt on link %s failed unexpectedly; the lease will expire and it is retried",
+                          row.id)
 
     async def attempt(self, row: Any, claimed_at: datetime) -> None:
         rt = self.rt
@@ -296,10 +295,13 @@ class AttemptRunner(BackgroundLoop):
         if creds is None:
             result = AuthResult(outcome="failed", http_status=None, duration_ms=0, failure=policy.Failure.NEEDS_USER,
                                 error_type="no_usable_cookie", error_title="no usable cookie on record")
-        elif row.unipile_account_id:
-            result = await rt.unipile.reconnect(row.unipile_account_id, creds)
         else:
-            result = await rt.unipile.connect(creds)
+            # The limit is on calls to Unipile: the slot is free again while the answer is recorded
+            async with self.sem:
+                if row.unipile_account_id:
+                    result = await rt.unipile.reconnect(row.unipile_account_id, creds)
+                else:
+                    result = await rt.unipile.connect(creds)
         self.attempts_made += 1
         rt.metrics.attempts.labels(kind, result.outcome).inc()
         # answers that arrive together share one transaction (group commit): one commit per batch
