@@ -53,7 +53,7 @@ class Config:
 
 
 FULL = Config("full", devices=1000, run_s=5, rounds=3, warm_s=1, rate=1000, rate_s=10, scale=[10_000, 1_000_000],
-              sweeps=((1_000, 8), (10_000, 32)), budget_s=1320)
+              sweeps=((1_000, 8), (10_000, 32)), budget_s=1560)
 QUICK = Config("quick", devices=50, run_s=1, rounds=1, warm_s=0, rate=1000, rate_s=1.5, scale=[10_000],
                sweeps=((200, 20),), budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)), cold=False,
                rate_mixes=(("unchanged", 0.0),))

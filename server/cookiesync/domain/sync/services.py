@@ -169,7 +169,9 @@ def _token_cache(rt) -> TTLCache:
     return rt.cache("devices", lambda: TTLCache(DEVICE_CACHE_TTL_S))
 
 
-DEVICE_CACHE_TTL_S = 600.0
+# Longer than the extension's sync interval (900 s), with room for its jitter, so a device
+# syncing on schedule finds itself cached (its sync then reads only its link).
+DEVICE_CACHE_TTL_S = 7200.0
 
 
 class RevocationWatcher(BackgroundLoop):
