@@ -54,7 +54,7 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
         "COOKIESYNC_MODE": "local", "COOKIESYNC_DATA_DIR": str(tmp_path / "data"),
         "COOKIESYNC_DATABASE_URL": pg_url, "COOKIESYNC_UNIPILE_DSN": simulator.url,
         "COOKIESYNC_UNIPILE_API_KEY": simulator.api_key, "COOKIESYNC_RETRY_INTERVAL_S": "2.0",
-        "COOKIESYNC_SWEEP_INTERVAL_S": "0.2", "COOKIESYNC_ATTEMPT_LEASE_S": "3", "COOKIESYNC_SWEEP_LEASE_S": "2",
+        "COOKIESYNC_SWEEP_INTERVAL_S": "0.2", "COOKIESYNC_ATTEMPT_LEASE_S": "6", "COOKIESYNC_SWEEP_LEASE_S": "2",
         "COOKIESYNC_SMTP_HOST": "127.0.0.1", "COOKIESYNC_SMTP_PORT": str(smtp.port),
         "COOKIESYNC_UNIPILE_TIMEOUT_S": "5", "COOKIESYNC_UNIPILE_CONCURRENCY": "16",
         "COOKIESYNC_MAX_INCIDENT_AGE_S": "3600", "COOKIESYNC_LOG_LEVEL": "WARNING",

@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cookiesync.db.engine import current_revision, head_revision, make_engine
+from cookiesync.db.engine import HotReads, current_revision, head_revision, make_engine
 from cookiesync.domain.email.outbox import Mailer
 from cookiesync.domain.integrator.controllers import IntegratorController
 from cookiesync.domain.notifications.services import Notifier
@@ -124,6 +124,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         rt.mailer = Mailer(settings, engine, rt.instance_id)
         rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s)
         rt.cookie_writer = cookie_writer(rt)
+        rt.reads = HotReads(engine)
+        await rt.reads.start()
         rt.notifier = Notifier(rt)
         watcher = RevocationWatcher(rt)
         app.state.rt = rt
@@ -160,6 +162,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
                 task.cancel()
             await unipile.aclose()
             await rt.notifier.aclose()
+            await rt.reads.close()
             await engine.dispose()
 
     return Litestar(

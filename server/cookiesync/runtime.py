@@ -51,6 +51,7 @@ class Runtime:
     mailer: "object | None" = None      # domain.email.outbox.Mailer
     toucher: "object | None" = None     # domain.sync.services.Toucher
     cookie_writer: "object | None" = None  # db.batch.GroupCommit for new cookies (domain.sync)
+    reads: "object | None" = None       # db.engine.HotReads, the sync path's reads
     notifier: "object | None" = None    # domain.notifications.services.Notifier
     caches: dict = field(default_factory=dict)
     background: set = field(default_factory=set)

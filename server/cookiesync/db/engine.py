@@ -43,10 +43,7 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
         def _begin_immediate(conn):  # pragma: no cover
             # Writers take the write lock up front: no failed read-to-write upgrades
             # between concurrent writers. Readers (see `reader`) stay deferred and concurrent.
-            options = conn.get_execution_options()
-            if options.get("single_read"):
-                return  # one SELECT is its own read transaction in SQLite: no BEGIN round trip
-            conn.exec_driver_sql("BEGIN" if options.get("read_only") else "BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     # Enough connections for the attempts in flight plus request traffic; recycle instead of
@@ -57,13 +54,72 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
 
 
 @asynccontextmanager
-async def reader(engine: AsyncEngine, single: bool = False):
-    """A connection for reads only: on SQLite it does not take the write lock. `single`:
-    the caller runs one statement, which needs no snapshot across statements, so SQLite
-    skips the explicit BEGIN."""
+async def reader(engine: AsyncEngine):
+    """A connection for reads only: on SQLite it does not take the write lock."""
     async with engine.connect() as conn:
-        await conn.execution_options(read_only=True, single_read=single)
+        await conn.execution_options(read_only=True)
         yield conn
+
+
+class HotReads:
+    """The sync path's one-statement reads by a unique key, each in one round trip to the driver.
+    Through SQLAlchemy's adapters a read costs more: on SQLite five thread hops (cursor, execute,
+    fetch, close, and a rollback as the pooled connection goes back), on PostgreSQL three round
+    trips (BEGIN, the query, ROLLBACK). So on SQLite they run on an aiosqlite connection of their
+    own (`execute_fetchall`: one hop), on PostgreSQL on a small asyncpg pool outside any
+    transaction; both sessions are read-only. Other databases use the engine. Statements are
+    built once, with a `sa.bindparam` per parameter; rows come back as tuples."""
+
+    def __init__(self, engine: AsyncEngine, pg_connections: int = 8) -> None:
+        self.engine = engine
+        self.pg_connections = pg_connections
+        self.raw = None  # aiosqlite.Connection, on SQLite files
+        self.pg = None   # asyncpg.Pool
+        self.compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    async def start(self) -> None:
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            import aiosqlite
+
+            self.raw = await aiosqlite.connect(url.database, timeout=30)
+            await self.raw.execute_fetchall("PRAGMA query_only=ON")
+        elif url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg":
+            import asyncpg
+
+            self.pg = await asyncpg.create_pool(
+                url.set(drivername="postgresql").render_as_string(hide_password=False),
+                min_size=1, max_size=self.pg_connections, reset=_keep_session,
+                server_settings={"default_transaction_read_only": "on"})
+
+    async def close(self) -> None:
+        if self.raw is not None:
+            await self.raw.close()
+            self.raw = None
+        if self.pg is not None:
+            await self.pg.close()
+            self.pg = None
+
+    async def first(self, stmt: sa.Select, **params) -> tuple | None:
+        if self.raw is None and self.pg is None:
+            async with reader(self.engine) as conn:
+                row = (await conn.execute(stmt, params)).first()
+            return None if row is None else tuple(row)
+        sql, names = self.compiled.get(id(stmt)) or self._compile(stmt)
+        values = [params[name] for name in names]
+        if self.raw is not None:
+            rows = await self.raw.execute_fetchall(sql, values)
+            return tuple(rows[0]) if rows else None
+        async with self.pg.acquire() as conn:
+            row = await conn.fetchrow(sql, *values)
+        return None if row is None else tuple(row)
+
+    def _compile(self, stmt: sa.Select) -> tuple[str, tuple[str, ...]]:
+        """The driver's SQL and the order of its positional parameters (`?` or `$n`)."""
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        # statements live as module constants, so their id is theirs for the process's life
+        self.compiled[id(stmt)] = entry = (str(compiled), tuple(compiled.positiontup or ()))
+        return entry
 
 
 def alembic_config(url: str):
@@ -98,3 +154,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
         except Exception:
             return None
+
+
+async def _keep_session(_conn) -> None:
+    """asyncpg's pool resets a connection on release (a round trip); these sessions change
+    nothing but read, and asyncpg still rolls back a transaction left open."""

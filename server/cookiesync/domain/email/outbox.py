@@ -113,14 +113,18 @@ class Mailer:
 
     async def _send_one(self, row) -> int:
         s = self.settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username or None,
+            password=s.smtp_password or None, use_tls=s.smtp_tls == "tls",
+            start_tls=True if s.smtp_tls == "starttls" else False,
+            # at most half the lease: the other half is for recording it sent before the lease ends
+            timeout=max(1.0, min(30.0, s.attempt_lease_s * 0.5)),
+        )
         try:
-            await aiosmtplib.send(
-                self._message(row), hostname=s.smtp_host, port=s.smtp_port,
-                username=s.smtp_username or None, password=s.smtp_password or None,
-                use_tls=s.smtp_tls == "tls", start_tls=True if s.smtp_tls == "starttls" else False,
-                timeout=max(1.0, min(30.0, s.attempt_lease_s * 0.8)),  # finish inside our lease
-            )
+            await smtp.connect()
+            await smtp.send_message(self._message(row))
         except Exception as exc:  # network, auth, refused recipient: retry with backoff
+            smtp.close()
             attempts = row.attempts + 1
             give_up = attempts >= 8
             delay = min(3600, 30 * 2 ** (attempts - 1))
@@ -131,6 +135,10 @@ class Mailer:
                 ))
             log.warning("email %s delivery failed (attempt %d): %s", row.id, attempts, type(exc).__name__)
             return 0
+        try:  # the server has accepted it: whatever QUIT does now, it is sent (and never sent again)
+            await smtp.quit()
+        except Exception:
+            smtp.close()
         async with self.engine.begin() as conn:
             await conn.execute(outbox.update().where(outbox.c.id == row.id).values(
                 attempts=row.attempts + 1, status="sent", sent_at=utcnow(), lease_until=None, last_error=None))

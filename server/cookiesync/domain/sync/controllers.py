@@ -88,8 +88,7 @@ async def _read_body(receive: Receive, messages: list[Message], limit: int) -> b
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
-    if not messages:
-        return receive
+    """`receive` again from the start: the messages already read, then the rest."""
     pending = iter(messages)
 
     async def replayed() -> Message:

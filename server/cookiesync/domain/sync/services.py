@@ -235,6 +235,12 @@ def forget_user(rt, user_id: str) -> None:
                 cache.drop(key)
 
 
+DEVICE_BY_TOKEN = sa.select(devices.c.id, devices.c.user_id).where(
+    devices.c.token_hash == sa.bindparam("token_hash"), devices.c.revoked_at.is_(None))
+LINK_BY_MEMBER = sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id).where(
+    links.c.user_id == sa.bindparam("user_id"), links.c.plain_id == sa.bindparam("plain_id"))
+
+
 async def device_for_token(rt, token: str) -> Device | None:
     token_hash = hash_token(token)
     cache = _token_cache(rt)
@@ -243,12 +249,8 @@ async def device_for_token(rt, token: str) -> Device | None:
         return cached
     if _negative_cache(rt).get(token_hash):
         return None
-    async with reader(rt.engine, single=True) as conn:
-        row = (await conn.execute(
-            sa.select(devices.c.id, devices.c.user_id)
-            .where(devices.c.token_hash == token_hash, devices.c.revoked_at.is_(None))
-        )).first()
-    device = Device(row.id, row.user_id) if row else None
+    row = await rt.reads.first(DEVICE_BY_TOKEN, token_hash=token_hash)
+    device = Device(*row) if row else None
     if device is None:
         # a brief negative entry: a burst from a revoked extension costs one read, not one per request
         _negative_cache(rt).put(token_hash, True)
@@ -333,16 +335,13 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
 
     if cached is None:
         # most cache misses are unchanged cookies: a read-only look first, no write lock for them
-        async with reader(rt.engine, single=True) as conn:
-            row = (await conn.execute(
-                sa.select(links.c.id, links.c.cookie_fingerprint, links.c.state, links.c.unipile_account_id)
-                .where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
-            )).first()
-        if row is not None and same_fingerprint(row.cookie_fingerprint, fingerprint):
-            rt.toucher.touch(row.id, device.id, now, ip, body.extension_version, device.user_id)
-            cache.put(key, CachedLink(row.id, fingerprint, row.state, row.unipile_account_id))
+        row = await rt.reads.first(LINK_BY_MEMBER, user_id=device.user_id, plain_id=body.plain_id)
+        if row is not None and same_fingerprint(row[1], fingerprint):
+            link_id, _fingerprint, state, account_id = row
+            rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
+            cache.put(key, CachedLink(link_id, fingerprint, state, account_id))
             rt.metrics.syncs_unchanged.inc()
-            return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state))
+            return SyncOut(state, account_id, next_sync_in(rt, state))
 
     out, decision, link_id, changed = await rt.cookie_writer.submit(_Job(device, body, ip, fingerprint, now))
     if not changed:
