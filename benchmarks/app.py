@@ -120,7 +120,7 @@ def build(settings: Settings) -> Litestar:
         rt = app_.state.rt
         rt.caches["sync_limiter"] = RateLimiter(limit=10**12, window_s=60)
         rt_holder["rt"] = rt
-        rt.background.add(asyncio.get_running_loop().create_task(stalls.tick()))
+        rt.spawn(stalls.tick())
 
     app.on_startup.append(raise_rate_limit)
 

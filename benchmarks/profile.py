@@ -90,9 +90,10 @@ def main() -> int:
         svc.db(data.mark_connected)
         svc.devices_file = workdir / "devices.txt"
         load.write_devices_file(svc.devices_file, svc.devices)
-        load.run_wrk(svc.url, SYNC, svc.devices_file, args.change, 2, workdir)  # warm the caches
         if args.sweep:
             _due_links(svc, args.sweep)
+        else:
+            load.run_wrk(svc.url, SYNC, svc.devices_file, args.change, 2, workdir)  # warm the caches
         spy = subprocess.Popen([SPY, "record", "-p", str(svc.pid), "-d", str(args.seconds), "-r", "200",
                                 "-f", "raw", "-o", args.out, "--nonblocking", "--threads"]
                                + (["--gil"] if args.gil else []),

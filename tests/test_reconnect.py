@@ -245,14 +245,10 @@ def test_register_webhook_is_idempotent(service, simulator) -> None:
 def test_calls_to_unipile_stay_within_the_concurrency_setting(service_factory, simulator) -> None:
     """At most `unipile_concurrency` connect/reconnect calls at once, and the runner uses them all
     (the slot is released when Unipile answers, before the answer is recorded)."""
-    from tests.conftest import USED_SECRETS
-
     svc = service_factory(unipile_concurrency=3)
     members = [(f"AQEDAR-limit-cookie-{i:02d}", str(8800 + i)) for i in range(9)]
     for i, (li_at, plain_id) in enumerate(members):
-        USED_SECRETS.add(li_at)
-        r = httpx.post(f"{simulator.url}/_sim/cookies", json={"li_at": li_at, "plain_id": plain_id, "latency_ms": 600})
-        assert r.status_code in (200, 201), r.text
+        sim_script(simulator, li_at, plain_id, latency_ms=600)
         svc.new_user(f"lim-{i}")
         assert svc.sync(svc.pair(f"lim-{i}"), li_at=li_at, plain_id=plain_id).status_code == 200
     for i, (_li_at, plain_id) in enumerate(members):

@@ -43,6 +43,7 @@ async def test_writes_of_one_loop_step_reach_the_transport_as_one() -> None:
     transport.write(b"tail")
     transport.close()  # close flushes first
     assert inner.writes[-1] == b"tail" and inner.closed
+    assert transport.get_write_buffer_size() == 0  # nothing left pending for the flush scheduled earlier
     await asyncio.sleep(0)
     assert len(inner.writes) == 2  # the scheduled flush found nothing left
 

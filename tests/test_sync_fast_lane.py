@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import sqlalchemy as sa
 
-from cookiesync.db.schema import devices, events, links
+from cookiesync.db.schema import devices
 from cookiesync.domain.sync import controllers, services
 from tests.support.wait import wait_for
-from tests.test_service import settled, sim_script
+from tests.test_service import history, settled, sim_script
 
 COOKIE = "AQEDAR-fastlane-cookie-1"
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
@@ -51,12 +51,7 @@ def connected_device(svc, simulator, user_id: str, plain_id: str) -> str:
 
 
 def history_kinds(svc, plain_id: str) -> list[str]:
-    async def q(conn):
-        link_id = (await conn.execute(sa.select(links.c.id).where(links.c.plain_id == plain_id))).scalar_one()
-        return (await conn.execute(sa.select(events.c.kind).where(events.c.link_id == link_id)
-                                   .order_by(events.c.id))).scalars().all()
-
-    return svc.db(q)
+    return [e["kind"] for e in history(svc, plain_id)]
 
 
 def test_fast_lane_answers_as_the_handler_does(service, simulator, monkeypatch) -> None:
@@ -130,3 +125,29 @@ def test_sync_rate_limit_holds(service, simulator, monkeypatch) -> None:
     assert calls.count == 1  # refused by the handler, which words it
     assert service.sync(token, li_at="AQEDAR-fastlane-cookie-3", plain_id="7103").status_code == 429
     assert history_kinds(service, "7103").count("cookie_received") == 1
+
+
+def test_the_lane_reads_a_body_in_many_messages_and_hands_every_one_on() -> None:
+    """Over loopback a small body comes in one message; here it comes in three."""
+    import asyncio
+
+    messages = [{"type": "http.request", "body": b"ab", "more_body": True},
+                {"type": "http.request", "body": b"cd", "more_body": True},
+                {"type": "http.request", "body": b"e", "more_body": False}]
+
+    async def scenario() -> None:
+        source = iter(messages)
+
+        async def receive():
+            return next(source)
+
+        kept: list = []
+        assert await controllers._read_body(receive, kept, 10) == b"abcde" and kept == messages
+        # over the limit: the lane stops reading; the handler gets what was read, then the rest, in order
+        source = iter(messages)
+        kept = []
+        assert await controllers._read_body(receive, kept, 3) is None and kept == messages[:2]
+        replayed = controllers._replay(kept, receive)
+        assert [await replayed() for _ in messages] == messages
+
+    asyncio.run(scenario())

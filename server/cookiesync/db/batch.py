@@ -28,7 +28,6 @@ class GroupCommit(BackgroundLoop, Generic[Item, Result]):
         self.max_batch = max_batch
         self.queue: list[tuple[Item, asyncio.Future]] = []
         self.wake = asyncio.Event()
-        self.batches = self.items = 0  # shared transactions and what they held (benchmarks read these)
 
     async def submit(self, item: Item) -> Result:
         if self.task is None or self.task.done():  # not running (tests, shutdown): write it alone
@@ -52,8 +51,6 @@ class GroupCommit(BackgroundLoop, Generic[Item, Result]):
                 await self._write(batch)
 
     async def _write(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
-        self.batches += 1
-        self.items += len(batch)
         try:
             results = await self.together([item for item, _f in batch])
         except asyncio.CancelledError:

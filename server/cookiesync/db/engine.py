@@ -61,6 +61,11 @@ async def reader(engine: AsyncEngine):
         yield conn
 
 
+async def _keep_session(_conn) -> None:
+    """asyncpg's pool resets a connection on release (a round trip); these sessions change
+    nothing but read, and asyncpg still rolls back a transaction left open."""
+
+
 class HotReads:
     """The sync path's one-statement reads by a unique key, each in one round trip to the driver.
     Through SQLAlchemy's adapters a read costs more: on SQLite five thread hops (cursor, execute,
@@ -70,9 +75,10 @@ class HotReads:
     transaction; both sessions are read-only. Other databases use the engine. Statements are
     built once, with a `sa.bindparam` per parameter; rows come back as tuples."""
 
-    def __init__(self, engine: AsyncEngine, pg_connections: int = 8) -> None:
+    PG_CONNECTIONS = 8  # each read holds one for a single round trip
+
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.pg_connections = pg_connections
         self.raw = None  # aiosqlite.Connection, on SQLite files
         self.pg = None   # asyncpg.Pool
         self.compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
@@ -89,7 +95,7 @@ class HotReads:
 
             self.pg = await asyncpg.create_pool(
                 url.set(drivername="postgresql").render_as_string(hide_password=False),
-                min_size=1, max_size=self.pg_connections, reset=_keep_session,
+                min_size=1, max_size=self.PG_CONNECTIONS, reset=_keep_session,
                 server_settings={"default_transaction_read_only": "on"})
 
     async def close(self) -> None:
@@ -155,7 +161,3 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         except Exception:
             return None
 
-
-async def _keep_session(_conn) -> None:
-    """asyncpg's pool resets a connection on release (a round trip); these sessions change
-    nothing but read, and asyncpg still rolls back a transaction left open."""

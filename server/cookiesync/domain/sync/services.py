@@ -312,10 +312,11 @@ async def _count_auto_links(conn, user_id: str) -> int:
 UNSETTLED = frozenset({"pending", "reconnecting"})
 
 
-def next_sync_in(rt, state: str) -> int:
+def answer(rt, state: str, account_id: str | None) -> SyncOut:
     """Come back soon while a connect or reconnect is under way, so the extension (and its
     user) learns the outcome, and a fresh cookie reaches an incident quickly."""
-    return min(60, rt.settings.sync_interval_s) if state in UNSETTLED else rt.settings.sync_interval_s
+    interval = rt.settings.sync_interval_s
+    return SyncOut(state, account_id, min(60, interval) if state in UNSETTLED else interval)
 
 
 def sync_limiter(rt) -> RateLimiter:
@@ -331,17 +332,18 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     if cached is not None and same_fingerprint(cached.fingerprint, fingerprint):
         rt.toucher.touch(cached.link_id, device.id, now, ip, body.extension_version, device.user_id)
         rt.metrics.syncs_unchanged.inc()
-        return SyncOut(cached.state, cached.account_id, next_sync_in(rt, cached.state))
+        return answer(rt, cached.state, cached.account_id)
 
     if cached is None:
         # most cache misses are unchanged cookies: a read-only look first, no write lock for them
         row = await rt.reads.first(LINK_BY_MEMBER, user_id=device.user_id, plain_id=body.plain_id)
-        if row is not None and same_fingerprint(row[1], fingerprint):
-            link_id, _fingerprint, state, account_id = row
-            rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
-            cache.put(key, CachedLink(link_id, fingerprint, state, account_id))
-            rt.metrics.syncs_unchanged.inc()
-            return SyncOut(state, account_id, next_sync_in(rt, state))
+        if row is not None:
+            link_id, stored, state, account_id = row
+            if same_fingerprint(stored, fingerprint):
+                rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
+                cache.put(key, CachedLink(link_id, fingerprint, state, account_id))
+                rt.metrics.syncs_unchanged.inc()
+                return answer(rt, state, account_id)
 
     out, decision, link_id, changed = await rt.cookie_writer.submit(_Job(device, body, ip, fingerprint, now))
     if not changed:
@@ -404,7 +406,7 @@ async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
             row = rows.get(job.key)
             fingerprint = stored.get(job.key, row.cookie_fingerprint if row is not None else None)
             if row is not None and same_fingerprint(fingerprint, job.fingerprint):
-                results.append((SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None,
+                results.append((answer(rt, row.state, row.unipile_account_id), None,
                                 row.id, False))
                 continue
             decision = None if row is None else policy.decide(to_policy(row), policy.CookieReceived(fresh=True),
@@ -421,7 +423,7 @@ async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
                             "actor": None, "data": event_payload(row, decision, job.event_data(), row.incident_id)})
             stored[job.key] = job.fingerprint
             state = decision.link.state.value
-            results.append((SyncOut(state, row.unipile_account_id, next_sync_in(rt, state)), decision, row.id, True))
+            results.append((answer(rt, state, row.unipile_account_id), decision, row.id, True))
         await _flush(conn, updates, history)
     return results
 
@@ -464,7 +466,7 @@ async def _write_in(rt, conn, job: _Job) -> Written:
         sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
     )).first()
     if row is not None and same_fingerprint(row.cookie_fingerprint, job.fingerprint):
-        return SyncOut(row.state, row.unipile_account_id, next_sync_in(rt, row.state)), None, row.id, False
+        return answer(rt, row.state, row.unipile_account_id), None, row.id, False
     if row is None:
         auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
         result = await conn.execute(links.insert().values(
@@ -483,7 +485,7 @@ async def _write_in(rt, conn, job: _Job) -> Written:
     decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
                                  event_kind="cookie_received", data=job.event_data(), now=now)
     state = decision.link.state.value
-    return SyncOut(state, row.unipile_account_id, next_sync_in(rt, state)), decision, link_id, True
+    return answer(rt, state, row.unipile_account_id), decision, link_id, True
 
 
 class RateLimiter:
