@@ -119,9 +119,19 @@ def main() -> int:
             res = subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             n = None
         else:
+            import resource
+
+            from benchmarks import procfs
+
+            threads0, kids0 = procfs.thread_cpu_seconds(svc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
             r = load.run_wrk(svc.url, SYNC, svc.devices_file, args.change, args.seconds - 2, workdir)
             res, n = f"{r['rps']:.0f} req/s p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms", \
                 r["requests"]
+            per, kids1 = 1e6 / max(1, n), resource.getrusage(resource.RUSAGE_CHILDREN)
+            print("server threads, CPU µs/req:", {k: round((v - threads0.get(k, 0.0)) * per, 1)
+                                                  for k, v in procfs.thread_cpu_seconds(svc.pid).items()
+                                                  if v - threads0.get(k, 0.0) > 0})
+            print(f"wrk CPU µs/req: {(kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) * per:.1f}")
         cpu = svc.cpu()[0] - c0
         spy.wait(timeout=args.seconds + 30)
         print(res)

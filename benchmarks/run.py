@@ -543,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
     p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,scale,sweep,servers,console")
+    p.add_argument("--mixes", default="", help="only the ingest mixes with these changed shares, e.g. 1.0 or 0,0.1")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
     args = p.parse_args(argv)
@@ -559,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
         args.console = "console" in parts
     else:
         args.console = True
+    if args.mixes:
+        shares = {float(x) for x in args.mixes.split(",")}
+        cfg = dataclasses.replace(cfg, mixes=tuple(m for m in cfg.mixes if m[1] in shares),
+                                  rate_mixes=tuple(m for m in (cfg.rate_mixes or cfg.mixes) if m[1] in shares))
     if not load.wrk_path():
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2

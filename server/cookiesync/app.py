@@ -12,7 +12,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cookiesync.db.engine import HotReads, current_revision, head_revision, make_engine
+from cookiesync.db.engine import current_revision, head_revision, make_engine
+from cookiesync.db.hot import HotReads, HotWrites
 from cookiesync.domain.email.outbox import Mailer
 from cookiesync.domain.integrator.controllers import IntegratorController
 from cookiesync.domain.notifications.services import Notifier
@@ -21,7 +22,8 @@ from cookiesync.domain.reconnect.services import AttemptRunner
 from cookiesync.domain.support.api import SupportAPI
 from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
-from cookiesync.domain.sync.services import RevocationWatcher, Toucher, cookie_writer
+from cookiesync.domain.sync.services import RevocationWatcher, Toucher
+from cookiesync.domain.sync.writer import cookie_writer
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import Metrics
@@ -126,6 +128,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         rt.cookie_writer = cookie_writer(rt)
         rt.reads = HotReads(engine)
         await rt.reads.start()
+        rt.writes = HotWrites(engine)
+        await rt.writes.start()
         rt.notifier = Notifier(rt)
         watcher = RevocationWatcher(rt)
         app.state.rt = rt
@@ -163,6 +167,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
             await unipile.aclose()
             await rt.notifier.aclose()
             await rt.reads.close()
+            await rt.writes.close()
             await engine.dispose()
 
     return Litestar(

@@ -50,8 +50,9 @@ class Runtime:
     runner: "object | None" = None      # domain.reconnect.services.AttemptRunner
     mailer: "object | None" = None      # domain.email.outbox.Mailer
     toucher: "object | None" = None     # domain.sync.services.Toucher
-    cookie_writer: "object | None" = None  # db.batch.GroupCommit for new cookies (domain.sync)
-    reads: "object | None" = None       # db.engine.HotReads, the sync path's reads
+    cookie_writer: "object | None" = None  # db.batch.GroupCommit for new cookies (domain.sync.writer)
+    reads: "object | None" = None       # db.hot.HotReads, the sync path's reads
+    writes: "object | None" = None      # db.hot.HotWrites, its new-cookie writes
     notifier: "object | None" = None    # domain.notifications.services.Notifier
     caches: dict = field(default_factory=dict)
     background: set = field(default_factory=set)

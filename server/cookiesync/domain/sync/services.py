@@ -17,18 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from cookiesync.db.batch import GroupCommit
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import devices, events, links, pairing_codes, utcnow
-from cookiesync.domain.reconnect import policy
-from cookiesync.domain.reconnect.services import add_event, apply_event, event_payload, load_link, needs_apply, \
-    to_policy
+from cookiesync.domain.reconnect.services import add_event
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
+from cookiesync.domain.sync.writer import NewCookie, answer
 from cookiesync.runtime import BackgroundLoop
-from cookiesync.security import CookieBundle, cookie_fingerprint, encrypt_cookies, hash_token, new_token, \
-    normalize_pairing_code, same_fingerprint
+from cookiesync.security import cookie_fingerprint, hash_token, new_token, normalize_pairing_code, same_fingerprint
 
 log = logging.getLogger("cookiesync.sync")
 
@@ -302,23 +298,6 @@ async def revoke_device(rt, device: Device, actor: str) -> None:
             _token_cache(rt).drop(key)
 
 
-async def _count_auto_links(conn, user_id: str) -> int:
-    return (await conn.execute(
-        sa.select(sa.func.count()).select_from(links)
-        .where(links.c.user_id == user_id, links.c.auto_connect.is_(True))
-    )).scalar_one()
-
-
-UNSETTLED = frozenset({"pending", "reconnecting"})
-
-
-def answer(rt, state: str, account_id: str | None) -> SyncOut:
-    """Come back soon while a connect or reconnect is under way, so the extension (and its
-    user) learns the outcome, and a fresh cookie reaches an incident quickly."""
-    interval = rt.settings.sync_interval_s
-    return SyncOut(state, account_id, min(60, interval) if state in UNSETTLED else interval)
-
-
 def sync_limiter(rt) -> RateLimiter:
     return rt.cache("sync_limiter", lambda: RateLimiter(limit=120, window_s=60))
 
@@ -345,7 +324,7 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
                 rt.metrics.syncs_unchanged.inc()
                 return answer(rt, state, account_id)
 
-    out, decision, link_id, changed = await rt.cookie_writer.submit(_Job(device, body, ip, fingerprint, now))
+    out, decision, link_id, changed = await rt.cookie_writer.submit(NewCookie(device, body, ip, fingerprint, now))
     if not changed:
         rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
@@ -353,139 +332,6 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
     if decision is not None and decision.attempt_now:
         rt.runner.kick()
     return out
-
-
-@dataclass
-class _Job:
-    device: Device
-    body: SyncIn
-    ip: str | None
-    fingerprint: str
-    now: datetime
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.device.user_id, self.body.plain_id
-
-    def event_data(self) -> dict:
-        body = self.body
-        return {"fingerprint": self.fingerprint[:12], "user_agent": body.user_agent, "ip": self.ip,
-                "li_a_present": body.li_a is not None, "extension_version": body.extension_version,
-                "device_id": self.device.id}
-
-    def cookie_values(self, rt) -> dict:
-        body = self.body
-        kid, blob = encrypt_cookies(rt.keyring, CookieBundle(body.li_at, body.li_a, body.user_agent),
-                                    self.device.user_id, body.plain_id)
-        return dict(cookie_ciphertext=blob, cookie_key_id=kid, cookie_fingerprint=self.fingerprint,
-                    user_agent=body.user_agent, client_ip=self.ip, date_last_cookie=self.now, updated_at=self.now)
-
-
-Written = tuple[SyncOut, "policy.Decision | None", int, bool]  # answer, decision, link id, cookie changed
-
-
-def cookie_writer(rt) -> GroupCommit:
-    """Group commit for new cookies: the syncs that arrive while one transaction runs
-    are written together by the next (one read of their links, one bulk update, one
-    bulk history insert). A link whose state the cookie changes (a first sync, an
-    incident) goes through `apply_event` inside the same transaction."""
-    return GroupCommit("new cookies", lambda jobs: _write_together(rt, jobs), lambda job: _write_alone(rt, job))
-
-
-async def _write_together(rt, jobs: list[_Job]) -> list[Written]:
-    cfg = rt.policy_config
-    results: list[Written] = []
-    async with rt.engine.begin() as conn:
-        rows = {(r.user_id, r.plain_id): r for r in (await conn.execute(
-            sa.select(*_POLICY_COLUMNS).where(links.c.user_id.in_({j.device.user_id for j in jobs}),
-                                   links.c.plain_id.in_({j.body.plain_id for j in jobs}))
-        )).all()}
-        stored: dict[tuple[str, str], str] = {}  # fingerprints written earlier in this batch
-        updates, history = [], []
-        for job in jobs:
-            row = rows.get(job.key)
-            fingerprint = stored.get(job.key, row.cookie_fingerprint if row is not None else None)
-            if row is not None and same_fingerprint(fingerprint, job.fingerprint):
-                results.append((answer(rt, row.state, row.unipile_account_id), None,
-                                row.id, False))
-                continue
-            decision = None if row is None else policy.decide(to_policy(row), policy.CookieReceived(fresh=True),
-                                                              job.now, cfg)
-            if decision is None or needs_apply(decision):
-                if updates:  # keep this link's writes in order with the bulk ones before it
-                    await _flush(conn, updates, history)
-                results.append(await _write_in(rt, conn, job))
-                rows[job.key] = await load_link(conn, results[-1][2])
-                stored.pop(job.key, None)
-                continue
-            updates.append(dict({f"b_{k}": v for k, v in job.cookie_values(rt).items()}, b_id=row.id))
-            history.append({"at": job.now, "user_id": row.user_id, "link_id": row.id, "kind": "cookie_received",
-                            "actor": None, "data": event_payload(row, decision, job.event_data(), row.incident_id)})
-            stored[job.key] = job.fingerprint
-            state = decision.link.state.value
-            results.append((answer(rt, state, row.unipile_account_id), decision, row.id, True))
-        await _flush(conn, updates, history)
-    return results
-
-
-# what the policy and the answer need: no cookie blob, few timestamps to parse
-_POLICY_COLUMNS = (links.c.id, links.c.user_id, links.c.plain_id, links.c.state, links.c.unipile_account_id,
-                   links.c.cookie_fingerprint, links.c.cookie_key_id, links.c.auto_connect,
-                   links.c.incident_started_at, links.c.next_slot, links.c.next_attempt_at, links.c.incident_id)
-_COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
-                   "date_last_cookie", "updated_at")
-_BULK_COOKIE_UPDATE = links.update().where(links.c.id == sa.bindparam("b_id")).values(
-    {c: sa.bindparam(f"b_{c}") for c in _COOKIE_COLUMNS})
-
-
-async def _flush(conn, updates: list[dict], history: list[dict]) -> None:
-    if updates:
-        await conn.execute(_BULK_COOKIE_UPDATE, updates)
-    if history:
-        await conn.execute(events.insert(), history)
-    updates.clear()
-    history.clear()
-
-
-async def _write_alone(rt, job: _Job) -> Written:
-    for _try in range(3):
-        try:
-            async with rt.engine.begin() as conn:
-                return await _write_in(rt, conn, job)
-        except IntegrityError:
-            # Two first syncs for one member raced; the other one created the link.
-            await asyncio.sleep(0.01)
-    raise RuntimeError("could not store the sync after 3 tries")
-
-
-async def _write_in(rt, conn, job: _Job) -> Written:
-    """One sync's writes, in the caller's transaction, through the policy."""
-    s = rt.settings
-    device, body, now = job.device, job.body, job.now
-    row = (await conn.execute(
-        sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
-    )).first()
-    if row is not None and same_fingerprint(row.cookie_fingerprint, job.fingerprint):
-        return answer(rt, row.state, row.unipile_account_id), None, row.id, False
-    if row is None:
-        auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
-        result = await conn.execute(links.insert().values(
-            user_id=device.user_id, plain_id=body.plain_id, state=policy.State.PENDING.value,
-            auto_connect=auto,
-            hold_reason=None if auto else "another LinkedIn account is already connected for this user",
-            next_slot=0, attempts_in_incident=0, created_at=now, updated_at=now,
-        ))
-        link_id = result.inserted_primary_key[0]
-        await add_event(conn, user_id=device.user_id, link_id=link_id, kind="link_created", at=now,
-                        data={"plain_id": body.plain_id, "auto_connect": auto, "device_id": device.id})
-    else:
-        link_id = row.id
-    await conn.execute(links.update().where(links.c.id == link_id).values(**job.cookie_values(rt)))
-    row = await load_link(conn, link_id)
-    decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
-                                 event_kind="cookie_received", data=job.event_data(), now=now)
-    state = decision.link.state.value
-    return answer(rt, state, row.unipile_account_id), decision, link_id, True
 
 
 class RateLimiter:

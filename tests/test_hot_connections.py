@@ -1,5 +1,5 @@
-"""The sync path's reads (`db.engine.HotReads`): connections of their own (aiosqlite, an
-asyncpg pool) that see every commit at once and can never write."""
+"""The sync path's own connections (`db.hot`): its reads see every commit at once and can
+never write; its writes commit whole or not at all."""
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +7,10 @@ import sqlite3
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 
-from cookiesync.db.engine import HotReads, make_engine, migrate
+from cookiesync.db.engine import make_engine, migrate
+from cookiesync.db.hot import HotReads, HotWrites, driver_sql
 from cookiesync.db.schema import devices, links, users, utcnow
 from cookiesync.domain.sync.services import DEVICE_BY_TOKEN, LINK_BY_MEMBER
 
@@ -49,6 +51,42 @@ def test_hot_reads_see_each_commit_and_never_write(database_url) -> None:
                     assert not conn.is_in_transaction()
         finally:
             await reads.close()
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_hot_writes_commit_whole_or_not_at_all(database_url) -> None:
+    migrate(database_url)
+
+    async def scenario() -> None:
+        engine = make_engine(database_url)
+        writes = HotWrites(engine)
+        await writes.start()
+        try:
+            assert writes.available
+            insert = driver_sql(engine.dialect, users.insert().values(
+                user_id=sa.bindparam("u"), created_at=sa.bindparam("c"), updated_at=sa.bindparam("m")),
+                ["u", "c", "m"])
+            now = utcnow()
+            at = writes.value.ts(now)
+            count = "SELECT count(*) FROM users"
+            before = await writes.transaction(count, [], lambda rows: (
+                rows[0][0], [(insert, [("hw-1", at, at), ("hw-2", at, at)])]))
+            assert before == 0
+            async with engine.connect() as conn:
+                stored = (await conn.execute(sa.select(users.c.user_id, users.c.created_at)
+                                             .order_by(users.c.user_id))).all()
+            assert [tuple(r) for r in stored] == [("hw-1", now), ("hw-2", now)]
+            with pytest.raises(Exception):  # the second write fails: the first is rolled back with it
+                await writes.transaction(count, [], lambda rows: (
+                    None, [(insert, [("hw-3", at, at)]), (insert, [("hw-1", at, at)])]))
+            with pytest.raises(ZeroDivisionError):
+                await writes.transaction(count, [], lambda rows: 1 / 0)
+            after = await writes.transaction(count, [], lambda rows: (rows[0][0], []))
+            assert after == 2, "nothing of the failed transactions was kept, and the connection still works"
+        finally:
+            await writes.close()
             await engine.dispose()
 
     asyncio.run(scenario())
