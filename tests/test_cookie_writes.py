@@ -115,3 +115,4 @@ def test_group_commit_stop_finishes_the_batch_in_flight_and_answers_each_item() 
         assert await group.submit("c") == "alone:c", "after stop, each item is written alone"
 
     asyncio.run(scenario())
+
