@@ -56,7 +56,7 @@ def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smt
         "COOKIESYNC_DATABASE_URL": database_url, "COOKIESYNC_PORT": str(port),
         "COOKIESYNC_UNIPILE_DSN": simulator.url, "COOKIESYNC_UNIPILE_API_KEY": simulator.api_key,
         "COOKIESYNC_RETRY_INTERVAL_S": "1.0", "COOKIESYNC_SWEEP_INTERVAL_S": "0.1",
-        "COOKIESYNC_ATTEMPT_LEASE_S": "2", "COOKIESYNC_SWEEP_LEASE_S": "2",
+        "COOKIESYNC_ATTEMPT_LEASE_S": "4", "COOKIESYNC_SWEEP_LEASE_S": "2",
         "COOKIESYNC_SMTP_HOST": "127.0.0.1", "COOKIESYNC_SMTP_PORT": str(smtp.port),
         "COOKIESYNC_UNIPILE_TIMEOUT_S": "3",
     }

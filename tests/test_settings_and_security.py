@@ -139,3 +139,11 @@ def test_request_id_is_echoed(service) -> None:
     assert r.headers["x-request-id"] == "abc-123"
     made = service.http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["x-request-id"]
     assert made != "bad id with spaces" and len(made) == 16
+
+
+def test_an_attempt_lease_must_outlast_its_unipile_call() -> None:
+    with pytest.raises(SettingsError, match="COOKIESYNC_ATTEMPT_LEASE_S .*COOKIESYNC_UNIPILE_TIMEOUT_S"):
+        Settings.from_env({"COOKIESYNC_ATTEMPT_LEASE_S": "20", "COOKIESYNC_UNIPILE_TIMEOUT_S": "20"})
+    assert Settings.from_env({"COOKIESYNC_ATTEMPT_LEASE_S": "21", "COOKIESYNC_UNIPILE_TIMEOUT_S": "20"}) \
+        .attempt_lease_s == 21
+    assert Settings().attempt_lease_s >= Settings().unipile_timeout_s + 1

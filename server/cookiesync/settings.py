@@ -94,6 +94,15 @@ class Settings(msgspec.Struct, kw_only=True):
     def unipile_simulated(self) -> bool:
         return self.unipile_dsn in ("", SIMULATED) or self.unipile_dsn.startswith(SIMULATED + "+")
 
+    def __post_init__(self) -> None:
+        # An attempt's lease must outlast its Unipile call, or another worker could take the link
+        # over and call Unipile for it a second time while the first call still runs.
+        if self.attempt_lease_s < self.unipile_timeout_s + 1:
+            raise SettingsError(
+                f"{PREFIX}ATTEMPT_LEASE_S ({self.attempt_lease_s:g}) must be at least "
+                f"{PREFIX}UNIPILE_TIMEOUT_S ({self.unipile_timeout_s:g}) + 1 s: a lease that ends "
+                "during a Unipile call lets another worker start the same attempt again")
+
     @property
     def smtp_enabled(self) -> bool:
         return bool(self.smtp_host)

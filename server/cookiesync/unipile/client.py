@@ -7,6 +7,8 @@ so the reconnect policy never looks at HTTP codes itself.
 """
 from __future__ import annotations
 
+import asyncio
+
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -123,6 +125,7 @@ class UnipileClient:
             transport=transport,
         )
         self.on_call = on_call  # (endpoint, status|None, seconds) -> None, for metrics
+        self.timeout_s = timeout_s
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -131,11 +134,16 @@ class UnipileClient:
         started = time.perf_counter()
         status = None
         try:
-            resp = await self.http.request(method, path, **kw)
+            # httpx times each phase (connect, each read) on its own; this bounds the whole call,
+            # which the attempt lease must outlast (see Settings)
+            async with asyncio.timeout(self.timeout_s):
+                resp = await self.http.request(method, path, **kw)
             status = resp.status_code
             return resp
         except httpx.HTTPError as exc:
             raise UnipileError(None, type(exc).__name__, "no answer from Unipile") from None
+        except TimeoutError:
+            raise UnipileError(None, "ReadTimeout", "no whole answer from Unipile in time") from None
         finally:
             if self.on_call:
                 self.on_call(endpoint, status, time.perf_counter() - started)
