@@ -132,7 +132,24 @@ class BulkSQL:
         return msgspec.json.decode(rows[0][0]) if self.sqlite else rows
 
     def writes(self, updates: list[tuple], history: list[tuple]) -> Writes:
-        return (self.update, updates), (self.insert, history)
+        """updates: rows of (*_COOKIE_COLUMNS, link id); history: rows of _HISTORY_COLUMNS."""
+        if self.sqlite:
+            return (self.update, updates), (self.insert, history)
+        if not updates:
+            return ()
+        last = list({u[-1]: u for u in updates}.values())  # one row per link, its last cookie
+        return ((_PG_WRITE, [[list(column) for column in zip(*last)] + [list(column) for column in zip(*history)]]),)
+
+
+# PostgreSQL: the whole batch in one statement over arrays. Per row of `executemany`, PostgreSQL
+# starts and ends an executor (72 µs of its CPU per changed cookie with two such rows).
+_PG_WRITE = (
+    "WITH v AS (SELECT * FROM unnest($1::bytea[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::int[]) "
+    f"AS v({', '.join(_COOKIE_COLUMNS)}, id)), "
+    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in _COOKIE_COLUMNS)} FROM v WHERE links.id = v.id) "
+    f"INSERT INTO events ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest($9::timestamptz[], $10::varchar[], "
+    "$11::int[], $12::varchar[], $13::varchar[], $14::json[])")
 
 
 def _bulk(rt) -> BulkSQL:
