@@ -178,17 +178,26 @@ class HotWrites:
     async def transaction(self, query: str, params: Sequence,
                           decide: Callable[[list[tuple]], tuple[R, Writes]]) -> R:
         """rows = query(params); result, writes = decide(rows); run the writes; commit; result.
-        Anything raised rolls the whole transaction back."""
+        The writes are whole or not at all. On SQLite the read is in their transaction, which
+        holds the write lock from the start. On PostgreSQL the read comes first, on its own,
+        and a single write statement commits on its own: two round trips instead of five, each
+        of which waited for the busy event loop (0.7 ms under load). That is no less safe: at READ
+        COMMITTED a read inside the writes' transaction is not protected either; a commit landing
+        between the read and the write goes unseen by the decision both ways."""
         if self.sqlite is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self.thread, self._sqlite_transaction, query, params, decide)
         if self.pg is None:
             raise RuntimeError("no connection of its own for this database")
-        async with self.pg.acquire() as conn, conn.transaction():
+        async with self.pg.acquire() as conn:
             result, writes = decide(await conn.fetch(query, *params))
-            for sql, rows in writes:
-                if rows:
-                    await conn.executemany(sql, rows)
+            writes = [(sql, rows) for sql, rows in writes if rows]
+            if len(writes) == 1 and len(writes[0][1]) == 1:
+                await conn.execute(writes[0][0], *writes[0][1][0])  # one statement: whole or nothing
+            elif writes:
+                async with conn.transaction():
+                    for sql, rows in writes:
+                        await conn.executemany(sql, rows)
         return result
 
     def _sqlite_transaction(self, query: str, params: Sequence, decide) -> R:
