@@ -71,7 +71,7 @@ def test_hot_writes_commit_whole_or_not_at_all(database_url) -> None:
             now = utcnow()
             at = writes.value.ts(now)
             count = "SELECT count(*) FROM users"
-            before = await writes.transaction(count, [], lambda rows: (
+            before = await writes.read_decide_write(count, [], lambda rows: (
                 rows[0][0], [(insert, [("hw-1", at, at), ("hw-2", at, at)])]))
             assert before == 0
             async with engine.connect() as conn:
@@ -79,11 +79,11 @@ def test_hot_writes_commit_whole_or_not_at_all(database_url) -> None:
                                              .order_by(users.c.user_id))).all()
             assert [tuple(r) for r in stored] == [("hw-1", now), ("hw-2", now)]
             with pytest.raises(Exception):  # the second write fails: the first is rolled back with it
-                await writes.transaction(count, [], lambda rows: (
+                await writes.read_decide_write(count, [], lambda rows: (
                     None, [(insert, [("hw-3", at, at)]), (insert, [("hw-1", at, at)])]))
             with pytest.raises(ZeroDivisionError):
-                await writes.transaction(count, [], lambda rows: 1 / 0)
-            after = await writes.transaction(count, [], lambda rows: (rows[0][0], []))
+                await writes.read_decide_write(count, [], lambda rows: 1 / 0)
+            after = await writes.read_decide_write(count, [], lambda rows: (rows[0][0], []))
             assert after == 2, "nothing of the failed transactions was kept, and the connection still works"
         finally:
             await writes.close()

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cookiesync.db.engine import to_json, reader, sqlite_session
 
 R = TypeVar("R")
-Writes = Sequence[tuple[str, list[tuple]]]  # (driver SQL, rows), each run with executemany
+Writes = Sequence[tuple[str, list[tuple]]]  # (driver SQL, its rows of parameters)
 
 
 def _sqlite_file(engine: AsyncEngine) -> str | None:
@@ -68,6 +68,8 @@ class DriverValues:
 async def _keep_session(_conn) -> None:
     """asyncpg's pool resets a connection on release (a round trip); these sessions change
     nothing but read, and asyncpg still rolls back a transaction left open."""
+
+
 class HotReads:
     """The sync path's one-statement reads by a unique key, each in one round trip to the driver.
     Through SQLAlchemy's adapters a read costs more: on SQLite five thread hops (cursor, execute,
@@ -127,17 +129,13 @@ class HotReads:
         return entry
 
 
-
-
 class HotWrites:
-    """The new-cookie batch's transaction on a connection of its own: read the rows, decide in
-    Python, write them back with one `executemany` per statement, commit.
+    """The new-cookie batch on a connection of its own: read the rows, decide in Python, write.
 
     On SQLite the whole transaction is one call to a writer thread holding a plain sqlite3
     connection (through SQLAlchemy's aiosqlite adapter the same batch took a dozen thread hops,
     a greenlet switch per statement and two type processors per timestamp, most of a changed
-    cookie's cost). On PostgreSQL it runs on an asyncpg connection of its own. `decide` runs
-    inside the transaction (on SQLite, in the writer thread): it must only compute.
+    cookie's cost). On PostgreSQL it runs on an asyncpg connection of its own.
     Other databases have no such connection (`available` is False)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -175,10 +173,11 @@ class HotWrites:
             await self.pg.close()
             self.pg = None
 
-    async def transaction(self, query: str, params: Sequence,
+    async def read_decide_write(self, query: str, params: Sequence,
                           decide: Callable[[list[tuple]], tuple[R, Writes]]) -> R:
-        """rows = query(params); result, writes = decide(rows); run the writes; commit; result.
-        The writes are whole or not at all. On SQLite the read is in their transaction, which
+        """rows = query(params); result, writes = decide(rows); run the writes; result. `decide`
+        runs between the read and the writes (on SQLite, in the writer thread): it must only
+        compute. The writes are whole or not at all. On SQLite the read is in their transaction, which
         holds the write lock from the start. On PostgreSQL the read comes first, on its own,
         and a single write statement commits on its own: two round trips instead of five, each
         of which waited for the busy event loop (0.7 ms under load). That is no less safe: at READ

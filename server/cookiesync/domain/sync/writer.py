@@ -98,7 +98,9 @@ _HISTORY_COLUMNS = ("at", "user_id", "link_id", "kind", "actor", "data")
 
 
 class BulkSQL:
-    """The batch's statements in the driver's own SQL: rows go to `executemany` as built.
+    """The batch's statements in the driver's own SQL, their parameters as built for the driver:
+    on SQLite a statement each for the links' update and their history rows (`executemany`), on
+    PostgreSQL one for both (`_PG_WRITE`).
 
     On SQLite the links come back as one JSON value: the sqlite3 module lets go of the GIL at
     every row it steps through, and under load the writer thread then waits for the event
@@ -108,11 +110,13 @@ class BulkSQL:
     def __init__(self, hot: HotWrites) -> None:
         dialect = hot.engine.dialect
         self.sqlite = dialect.name == "sqlite"
-        self.update = driver_sql(dialect, links.update().where(links.c.id == sa.bindparam("b_id")).values(
-            {c: sa.bindparam(f"b_{c}") for c in _COOKIE_COLUMNS}), [f"b_{c}" for c in _COOKIE_COLUMNS] + ["b_id"])
-        self.insert = driver_sql(dialect, events.insert().values(
-            {c: sa.bindparam(f"b_{c}") for c in _HISTORY_COLUMNS}), [f"b_{c}" for c in _HISTORY_COLUMNS])
         self.by_count: dict[int, str] = {}
+        if self.sqlite:
+            self.update = driver_sql(dialect, links.update().where(links.c.id == sa.bindparam("b_id")).values(
+                {c: sa.bindparam(f"b_{c}") for c in _COOKIE_COLUMNS}),
+                [f"b_{c}" for c in _COOKIE_COLUMNS] + ["b_id"])
+            self.insert = driver_sql(dialect, events.insert().values(
+                {c: sa.bindparam(f"b_{c}") for c in _HISTORY_COLUMNS}), [f"b_{c}" for c in _HISTORY_COLUMNS])
 
     def links(self, keys: list[tuple[str, str]]) -> tuple[str, list]:
         """The links of these (user, member) pairs: one index lookup per pair."""
@@ -164,7 +168,7 @@ async def write_together(rt, jobs: list[NewCookie]) -> list[Written | Exception]
     bulk = _bulk(rt)
     keys = list(dict.fromkeys(job.key for job in jobs))
     sql, params = bulk.links(keys)
-    results: list[Written | None] = await rt.writes.transaction(sql, params, lambda rows: _plan(rt, bulk, jobs, rows))
+    results: list[Written | None] = await rt.writes.read_decide_write(sql, params, lambda rows: _plan(rt, bulk, jobs, rows))
     for i, job in enumerate(jobs):
         if results[i] is None:
             results[i] = await _alone_or_error(rt, job)
