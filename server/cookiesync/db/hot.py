@@ -160,6 +160,7 @@ class HotWrites:
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
+        # a batch's read has one statement text per batch size (up to 256): keep them all prepared
         conn = sqlite3.connect(path, timeout=30, check_same_thread=False, cached_statements=1024)
         sqlite_session(conn)
         return conn
