@@ -225,8 +225,6 @@ def main() -> None:
     options = uvicorn_options()
     if os.environ.get("COOKIESYNC_BENCH_PLAIN_UVICORN"):
         options.pop("http", None)
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     uvicorn.run(build(settings), host="127.0.0.1", port=args.port, timeout_graceful_shutdown=5, **options)
 
 

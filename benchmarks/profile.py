@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import resource
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import data, load
+from benchmarks import data, load, procfs
 from benchmarks.run import QUICK, SYNC, Service
 
 SPY = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
@@ -101,8 +102,6 @@ def main() -> int:
         time.sleep(1)
         c0 = svc.cpu()[0]
         if args.sweep:
-            from benchmarks import procfs
-
             stub0, threads0 = procfs.cpu_seconds(svc.stub.pid), procfs.thread_cpu_seconds(svc.pid)
             r = svc.http.post("/_bench/sweep", json={"concurrency": args.concurrency}, timeout=600).json()
             per = 1e3 / max(1, r["attempts"])
@@ -119,10 +118,6 @@ def main() -> int:
             res = subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             n = None
         else:
-            import resource
-
-            from benchmarks import procfs
-
             threads0, kids0 = procfs.thread_cpu_seconds(svc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
             r = load.run_wrk(svc.url, SYNC, svc.devices_file, args.change, args.seconds - 2, workdir)
             res, n = f"{r['rps']:.0f} req/s p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms", \

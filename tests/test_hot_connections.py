@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -15,14 +16,24 @@ from cookiesync.db.schema import devices, links, users, utcnow
 from cookiesync.domain.sync.services import DEVICE_BY_TOKEN, LINK_BY_MEMBER
 
 
+@asynccontextmanager
+async def started(connections, database_url: str):
+    """(engine, connections(engine) started), both closed afterwards."""
+    engine = make_engine(database_url)
+    opened = connections(engine)
+    await opened.start()
+    try:
+        yield engine, opened
+    finally:
+        await opened.close()
+        await engine.dispose()
+
+
 def test_hot_reads_see_each_commit_and_never_write(database_url) -> None:
     migrate(database_url)
 
     async def scenario() -> None:
-        engine = make_engine(database_url)
-        reads = HotReads(engine)
-        await reads.start()
-        try:
+        async with started(HotReads, database_url) as (engine, reads):
             assert (reads.raw is not None) == database_url.startswith("sqlite")
             assert (reads.pg is not None) == database_url.startswith("postgresql")
             assert await reads.first(DEVICE_BY_TOKEN, token_hash="h-1") is None
@@ -49,9 +60,6 @@ def test_hot_reads_see_each_commit_and_never_write(database_url) -> None:
                     with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                         await conn.execute("DELETE FROM devices")
                     assert not conn.is_in_transaction()
-        finally:
-            await reads.close()
-            await engine.dispose()
 
     asyncio.run(scenario())
 
@@ -60,10 +68,7 @@ def test_hot_writes_commit_whole_or_not_at_all(database_url) -> None:
     migrate(database_url)
 
     async def scenario() -> None:
-        engine = make_engine(database_url)
-        writes = HotWrites(engine)
-        await writes.start()
-        try:
+        async with started(HotWrites, database_url) as (engine, writes):
             assert writes.available
             insert = driver_sql(engine.dialect, users.insert().values(
                 user_id=sa.bindparam("u"), created_at=sa.bindparam("c"), updated_at=sa.bindparam("m")),
@@ -85,8 +90,5 @@ def test_hot_writes_commit_whole_or_not_at_all(database_url) -> None:
                 await writes.read_decide_write(count, [], lambda rows: 1 / 0)
             after = await writes.read_decide_write(count, [], lambda rows: (rows[0][0], []))
             assert after == 2, "nothing of the failed transactions was kept, and the connection still works"
-        finally:
-            await writes.close()
-            await engine.dispose()
 
     asyncio.run(scenario())

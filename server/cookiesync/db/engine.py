@@ -100,4 +100,3 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
         except Exception:
             return None
-

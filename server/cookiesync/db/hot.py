@@ -12,7 +12,7 @@ from typing import Callable, Sequence, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cookiesync.db.engine import to_json, reader, sqlite_session
+from cookiesync.db.engine import reader, sqlite_session
 
 R = TypeVar("R")
 Writes = Sequence[tuple[str, list[tuple]]]  # (driver SQL, its rows of parameters)
@@ -59,10 +59,6 @@ class DriverValues:
         if value is None or not self.sqlite:
             return value  # asyncpg gives aware UTC datetimes
         return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-
-    @staticmethod
-    def json(value) -> str:
-        return to_json(value)
 
 
 async def _keep_session(_conn) -> None:
@@ -175,15 +171,17 @@ class HotWrites:
             self.pg = None
 
     async def read_decide_write(self, query: str, params: Sequence,
-                          decide: Callable[[list[tuple]], tuple[R, Writes]]) -> R:
-        """rows = query(params); result, writes = decide(rows); run the writes; result. `decide`
-        runs between the read and the writes (on SQLite, in the writer thread): it must only
-        compute. The writes are whole or not at all. On SQLite the read is in their transaction, which
-        holds the write lock from the start. On PostgreSQL the read comes first, on its own,
-        and a single write statement commits on its own: two round trips instead of five, each
-        of which waited for the busy event loop (0.7 ms under load). That is no less safe: at READ
-        COMMITTED a read inside the writes' transaction is not protected either; a commit landing
-        between the read and the write goes unseen by the decision both ways."""
+                                decide: Callable[[list[tuple]], tuple[R, Writes]]) -> R:
+        """rows = query(params); result, writes = decide(rows); run the writes; result.
+
+        `decide` runs between the read and the writes (on SQLite, in the writer thread): it must
+        only compute. The writes are whole or not at all. On SQLite the read is in their
+        transaction, which holds the write lock from the start. On PostgreSQL the read comes
+        first, on its own, and a single write statement commits on its own: two round trips
+        instead of five, each of which waited for the busy event loop (0.7 ms under load). That
+        is no less safe: at READ COMMITTED a read inside the writes' transaction is not protected
+        either; a commit landing between the read and the write goes unseen by the decision
+        both ways."""
         if self.sqlite is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self.thread, self._sqlite_transaction, query, params, decide)

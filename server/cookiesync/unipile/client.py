@@ -8,7 +8,6 @@ so the reconnect policy never looks at HTTP codes itself.
 from __future__ import annotations
 
 import asyncio
-
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal

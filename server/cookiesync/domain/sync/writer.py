@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from cookiesync.db.batch import GroupCommit
+from cookiesync.db.engine import to_json
 from cookiesync.db.hot import HotWrites, Writes, driver_sql
 from cookiesync.db.schema import events, links
 from cookiesync.domain.reconnect import policy
@@ -61,10 +62,12 @@ class NewCookie:
                 "li_a_present": body.li_a is not None, "extension_version": body.extension_version,
                 "device_id": self.device.id}
 
-    def ciphertext(self, rt) -> tuple[str, bytes]:
+    def cookie_row(self, rt, at) -> tuple:
+        """The link's cookie columns (`COOKIE_COLUMNS`), the cookies encrypted; `at` as stored."""
         body = self.body
-        return encrypt_cookies(rt.keyring, CookieBundle(body.li_at, body.li_a, body.user_agent),
-                               self.device.user_id, body.plain_id)
+        kid, blob = encrypt_cookies(rt.keyring, CookieBundle(body.li_at, body.li_a, body.user_agent),
+                                    self.device.user_id, body.plain_id)
+        return blob, kid, self.fingerprint, body.user_agent, self.ip, at, at
 
 
 Written = tuple[SyncOut, "policy.Decision | None", int, bool]  # answer, decision, link id, cookie changed
@@ -92,7 +95,7 @@ class PolicyRow(NamedTuple):
 
 
 _COLUMNS = ", ".join(f"l.{name}" for name in PolicyRow._fields)
-_COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
+COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
                    "date_last_cookie", "updated_at")
 _HISTORY_COLUMNS = ("at", "user_id", "link_id", "kind", "actor", "data")
 
@@ -113,8 +116,8 @@ class BulkSQL:
         self.by_count: dict[int, str] = {}
         if self.sqlite:
             self.update = driver_sql(dialect, links.update().where(links.c.id == sa.bindparam("b_id")).values(
-                {c: sa.bindparam(f"b_{c}") for c in _COOKIE_COLUMNS}),
-                [f"b_{c}" for c in _COOKIE_COLUMNS] + ["b_id"])
+                {c: sa.bindparam(f"b_{c}") for c in COOKIE_COLUMNS}),
+                [f"b_{c}" for c in COOKIE_COLUMNS] + ["b_id"])
             self.insert = driver_sql(dialect, events.insert().values(
                 {c: sa.bindparam(f"b_{c}") for c in _HISTORY_COLUMNS}), [f"b_{c}" for c in _HISTORY_COLUMNS])
 
@@ -136,7 +139,7 @@ class BulkSQL:
         return msgspec.json.decode(rows[0][0]) if self.sqlite else rows
 
     def writes(self, updates: list[tuple], history: list[tuple]) -> Writes:
-        """updates: rows of (*_COOKIE_COLUMNS, link id); history: rows of _HISTORY_COLUMNS."""
+        """updates: rows of (*COOKIE_COLUMNS, link id); history: rows of _HISTORY_COLUMNS."""
         if self.sqlite:
             return (self.update, updates), (self.insert, history)
         if not updates:
@@ -150,8 +153,8 @@ class BulkSQL:
 _PG_WRITE = (
     "WITH v AS (SELECT * FROM unnest($1::bytea[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], "
     "$6::timestamptz[], $7::timestamptz[], $8::int[]) "
-    f"AS v({', '.join(_COOKIE_COLUMNS)}, id)), "
-    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in _COOKIE_COLUMNS)} FROM v WHERE links.id = v.id) "
+    f"AS v({', '.join(COOKIE_COLUMNS)}, id)), "
+    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in COOKIE_COLUMNS)} FROM v WHERE links.id = v.id) "
     f"INSERT INTO events ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest($9::timestamptz[], $10::varchar[], "
     "$11::int[], $12::varchar[], $13::varchar[], $14::json[])")
 
@@ -166,9 +169,9 @@ async def write_together(rt, jobs: list[NewCookie]) -> list[Written | Exception]
     if rt.writes is None or not rt.writes.available:
         return [await _alone_or_error(rt, job) for job in jobs]
     bulk = _bulk(rt)
-    keys = list(dict.fromkeys(job.key for job in jobs))
-    sql, params = bulk.links(keys)
-    results: list[Written | None] = await rt.writes.read_decide_write(sql, params, lambda rows: _plan(rt, bulk, jobs, rows))
+    sql, params = bulk.links(list(dict.fromkeys(job.key for job in jobs)))
+    results: list[Written | None] = await rt.writes.read_decide_write(
+        sql, params, lambda rows: _plan(rt, bulk, jobs, rows))
     for i, job in enumerate(jobs):
         if results[i] is None:
             results[i] = await _alone_or_error(rt, job)
@@ -176,8 +179,8 @@ async def write_together(rt, jobs: list[NewCookie]) -> list[Written | Exception]
 
 
 def _plan(rt, bulk: BulkSQL, jobs: list[NewCookie], rows: list):
-    """The batch's answers and bulk writes (inside its transaction: on SQLite, in the writer
-    thread, so it only computes). None for a cookie left to `write_alone`."""
+    """The batch's answers and bulk writes, decided between its read and its writes (on SQLite,
+    in the writer thread, so it only computes). None for a cookie left to `write_alone`."""
     value, cfg = rt.writes.value, rt.policy_config
     links_by_key: dict[tuple[str, str], PolicyRow] = {}
     for r in bulk.link_rows(rows):
@@ -203,11 +206,10 @@ def _plan(rt, bulk: BulkSQL, jobs: list[NewCookie], rows: list):
             deferred.add(key)
             results.append(None)
             continue
-        kid, blob = job.ciphertext(rt)
         at = value.ts(job.now)
-        updates.append((blob, kid, job.fingerprint, job.body.user_agent, job.ip, at, at, row.id))
+        updates.append((*job.cookie_row(rt, at), row.id))
         history.append((at, row.user_id, row.id, "cookie_received", None,
-                        value.json(event_payload(row, decision, job.event_data(), row.incident_id))))
+                        to_json(event_payload(row, decision, job.event_data(), row.incident_id))))
         stored[key] = job.fingerprint
         results.append((answer(rt, decision.link.state.value, row.unipile_account_id), decision, row.id, True))
     return results, bulk.writes(updates, history)
@@ -261,10 +263,8 @@ async def _write_in(rt, conn, job: NewCookie) -> Written:
                         data={"plain_id": body.plain_id, "auto_connect": auto, "device_id": device.id})
     else:
         link_id = row.id
-    kid, blob = job.ciphertext(rt)
     await conn.execute(links.update().where(links.c.id == link_id).values(
-        cookie_ciphertext=blob, cookie_key_id=kid, cookie_fingerprint=job.fingerprint, user_agent=body.user_agent,
-        client_ip=job.ip, date_last_cookie=now, updated_at=now))
+        dict(zip(COOKIE_COLUMNS, job.cookie_row(rt, now)))))
     row = await load_link(conn, link_id)
     decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
                                  event_kind="cookie_received", data=job.event_data(), now=now)
