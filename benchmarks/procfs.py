@@ -23,6 +23,35 @@ def cpu_seconds_many(pids) -> float:
     return total
 
 
+def children(pid: int) -> list[int]:
+    """The processes this one started (the service's cookie writer)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(c) for c in fh.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def service_cpu_seconds(pid: int) -> float:
+    """The process and the children it runs now."""
+    return cpu_seconds(pid) + cpu_seconds_many(children(pid))
+
+
+def service_memory_kb(pid: int) -> dict[str, int]:
+    """memory_kb of the process and its children, added up."""
+    total: dict[str, int] = {}
+    for p in [pid] + children(pid):
+        try:
+            for key, kb in memory_kb(p).items():
+                total[key] = total.get(key, 0) + kb
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     out = {}
     with open(f"/proc/{pid}/status") as fh:
@@ -46,4 +75,15 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             continue
         out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / _TICK
         out[f"{name}:{tid} system"] = int(fields[12]) / _TICK
+    return out
+
+
+def service_thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """thread_cpu_seconds of the process and of the children it runs now."""
+    out = {}
+    for p in [pid] + children(pid):
+        try:
+            out.update(thread_cpu_seconds(p))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
     return out

@@ -102,10 +102,10 @@ def main() -> int:
         time.sleep(1)
         c0 = svc.cpu()[0]
         if args.sweep:
-            stub0, threads0 = procfs.cpu_seconds(svc.stub.pid), procfs.thread_cpu_seconds(svc.pid)
+            stub0, threads0 = procfs.cpu_seconds(svc.stub.pid), procfs.service_thread_cpu_seconds(svc.pid)
             r = svc.http.post("/_bench/sweep", json={"concurrency": args.concurrency}, timeout=600).json()
             per = 1e3 / max(1, r["attempts"])
-            threads1 = procfs.thread_cpu_seconds(svc.pid)
+            threads1 = procfs.service_thread_cpu_seconds(svc.pid)
             print("server threads, CPU ms/attempt:", {k: round((v - threads0.get(k, 0.0)) * per, 2)
                                                       for k, v in threads1.items() if v - threads0.get(k, 0.0) > 0})
             res, n = f"sweep: {r['attempts']} attempts in {r['wall_s']:.1f} s", None
@@ -118,13 +118,13 @@ def main() -> int:
             res = subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             n = None
         else:
-            threads0, kids0 = procfs.thread_cpu_seconds(svc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+            threads0, kids0 = procfs.service_thread_cpu_seconds(svc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
             r = load.run_wrk(svc.url, SYNC, svc.devices_file, args.change, args.seconds - 2, workdir)
             res, n = f"{r['rps']:.0f} req/s p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms", \
                 r["requests"]
             per, kids1 = 1e6 / max(1, n), resource.getrusage(resource.RUSAGE_CHILDREN)
             print("server threads, CPU µs/req:", {k: round((v - threads0.get(k, 0.0)) * per, 1)
-                                                  for k, v in procfs.thread_cpu_seconds(svc.pid).items()
+                                                  for k, v in procfs.service_thread_cpu_seconds(svc.pid).items()
                                                   if v - threads0.get(k, 0.0) > 0})
             print(f"wrk CPU µs/req: {(kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) * per:.1f}")
         cpu = svc.cpu()[0] - c0

@@ -248,8 +248,8 @@ class Service:
         return asyncio.run(go())
 
     def cpu(self) -> tuple[float, float]:
-        """(this server process's CPU s, its PostgreSQL backends' CPU s so far)."""
-        return procfs.cpu_seconds(self.pid), (self.pg_sampler.total() if self.pg_name else 0.0)
+        """(this server's CPU s, its cookie writer's included; its PostgreSQL backends' CPU s so far)."""
+        return procfs.service_cpu_seconds(self.pid), (self.pg_sampler.total() if self.pg_name else 0.0)
 
 
 # --- measurements ---------------------------------------------------------------------
@@ -476,7 +476,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
 
         # 4. memory after the sweep
         links_now = svc.db(data.count_links)
-        mem = procfs.memory_kb(svc.pid)
+        mem = procfs.service_memory_kb(svc.pid)  # the cookie writer's included
         ctx.raw.setdefault(kind, {})["memory_kb"] = dict(mem, links=links_now)
         ctx.rows.append(Row(kind, f"service RSS after the sweep, {links_now:,} links",
                             f"{mem['VmRSS'] / 1024:.0f} MiB (peak {mem['VmHWM'] / 1024:.0f} MiB)"))

@@ -24,6 +24,7 @@ from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.sync.services import RevocationWatcher, Toucher
 from cookiesync.domain.sync.writer import cookie_writer
+from cookiesync.domain.sync.writer_process import WriterProcess
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import Metrics
@@ -130,6 +131,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         await rt.reads.start()
         rt.writes = HotWrites(engine)
         await rt.writes.start()
+        if settings.writer_process == "on" and rt.writes.available:
+            rt.writer_process = WriterProcess(settings)
         rt.notifier = Notifier(rt)
         watcher = RevocationWatcher(rt)
         app.state.rt = rt
@@ -168,6 +171,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
             await rt.notifier.aclose()
             await rt.reads.close()
             await rt.writes.close()
+            if rt.writer_process is not None:
+                await rt.writer_process.close()
             await engine.dispose()
 
     return Litestar(

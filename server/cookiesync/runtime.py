@@ -39,8 +39,19 @@ class BackgroundLoop:
                 pass
 
 
+class NamedCaches:
+    caches: dict
+
+    def cache(self, name: str, factory):
+        """The named per-instance cache, built by `factory` only the first time."""
+        found = self.caches.get(name)
+        if found is None:
+            found = self.caches[name] = factory()
+        return found
+
+
 @dataclass
-class Runtime:
+class Runtime(NamedCaches):
     settings: Settings
     engine: AsyncEngine
     keyring: KeyRing
@@ -53,6 +64,7 @@ class Runtime:
     cookie_writer: "object | None" = None  # db.batch.GroupCommit for new cookies (domain.sync.writer)
     reads: "object | None" = None       # db.hot.HotReads, the sync path's reads
     writes: "object | None" = None      # db.hot.HotWrites, its new-cookie writes
+    writer_process: "object | None" = None  # domain.sync.writer_process.WriterProcess, the same in a child
     notifier: "object | None" = None    # domain.notifications.services.Notifier
     caches: dict = field(default_factory=dict)
     background: set = field(default_factory=set)
@@ -62,21 +74,9 @@ class Runtime:
         # parsed once: the sync hot path asks for it on every request
         self.trusted_proxies = self.settings.trusted_proxy_networks
 
-    def cache(self, name: str, factory):
-        """The named per-instance cache, built by `factory` only the first time."""
-        found = self.caches.get(name)
-        if found is None:
-            found = self.caches[name] = factory()
-        return found
-
     @property
     def policy_config(self) -> policy.Config:
-        s = self.settings
-        return policy.Config(
-            retry_interval=timedelta(seconds=s.retry_interval_s),
-            retry_count=s.retry_count,
-            max_incident_age=timedelta(seconds=s.max_incident_age_s),
-        )
+        return policy_config(self.settings)
 
     @property
     def reconnect_signer(self) -> Signer:
@@ -93,3 +93,11 @@ class Runtime:
         self.background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed: %s", type(task.exception()).__name__, exc_info=task.exception())
+
+
+def policy_config(s: Settings) -> policy.Config:
+    return policy.Config(
+        retry_interval=timedelta(seconds=s.retry_interval_s),
+        retry_count=s.retry_count,
+        max_incident_age=timedelta(seconds=s.max_incident_age_s),
+    )

@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, kw_only=True):
     unipile_concurrency: int = 8
     stale_cookie_s: float = 86400.0
     scheduler: Literal["on", "off"] = "on"
+    writer_process: Literal["on", "off"] = "on"  # new cookies' bulk writes in a child process
     trusted_proxies: str = ""
 
     integrator_webhook_url: str = ""

@@ -324,12 +324,12 @@ async def sync(rt, device: Device, body: SyncIn, ip: str | None) -> SyncOut:
                 rt.metrics.syncs_unchanged.inc()
                 return answer(rt, state, account_id)
 
-    out, decision, link_id, changed = await rt.cookie_writer.submit(NewCookie(device, body, ip, fingerprint, now))
+    out, attempt_now, link_id, changed = await rt.cookie_writer.submit(NewCookie(device, body, ip, fingerprint, now))
     if not changed:
         rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))
     (rt.metrics.syncs_changed if changed else rt.metrics.syncs_unchanged).inc()
-    if decision is not None and decision.attempt_now:
+    if attempt_now:
         rt.runner.kick()
     return out
 

@@ -4,8 +4,9 @@ Syncs that arrive while one transaction runs are written together by the next
 (`GroupCommit`), and each is answered only after that commit. A cookie that only
 refreshes a link (the common case: a connected account's session cookie rotated) is
 decided on by the policy and written in bulk on the sync path's own connection
-(`db.hot.HotWrites`). A cookie that changes a link's state (a first sync, a cookie for
-an incident) goes through `apply_event`, in a transaction of its own after the bulk one.
+(`db.hot.HotWrites`), in the cookie writer process when it runs (`writer_process`). A
+cookie that changes a link's state (a first sync, a cookie for an incident) goes through
+`apply_event`, in the server, in a transaction of its own after the bulk one.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class NewCookie:
         return blob, kid, self.fingerprint, body.user_agent, self.ip, at, at
 
 
-Written = tuple[SyncOut, "policy.Decision | None", int, bool]  # answer, decision, link id, cookie changed
+Written = tuple[SyncOut, bool, int, bool]  # answer, attempt at once, link id, cookie changed
 
 
 def cookie_writer(rt) -> GroupCommit:
@@ -166,16 +167,26 @@ def _bulk(rt) -> BulkSQL:
 async def write_together(rt, jobs: list[NewCookie]) -> list[Written | Exception]:
     """One bulk transaction for the cookies that only refresh their link, then one transaction
     each, in arrival order, for those the policy must apply (and any later cookie of their link)."""
-    if rt.writes is None or not rt.writes.available:
+    process = rt.writer_process
+    if process is not None:
+        process.ensure_started()
+    if process is not None and process.ready:
+        results = await process.write(jobs)
+    elif rt.writes is not None and rt.writes.available:
+        results = await write_in_bulk(rt, jobs)
+    else:
         return [await _alone_or_error(rt, job) for job in jobs]
-    bulk = _bulk(rt)
-    sql, params = bulk.links(list(dict.fromkeys(job.key for job in jobs)))
-    results: list[Written | None] = await rt.writes.read_decide_write(
-        sql, params, lambda rows: _plan(rt, bulk, jobs, rows))
     for i, job in enumerate(jobs):
         if results[i] is None:
             results[i] = await _alone_or_error(rt, job)
     return results
+
+
+async def write_in_bulk(rt, jobs: list[NewCookie]) -> list[Written | None]:
+    """The bulk transaction; None for each cookie it leaves to `write_alone`."""
+    bulk = _bulk(rt)
+    sql, params = bulk.links(list(dict.fromkeys(job.key for job in jobs)))
+    return await rt.writes.read_decide_write(sql, params, lambda rows: _plan(rt, bulk, jobs, rows))
 
 
 def _plan(rt, bulk: BulkSQL, jobs: list[NewCookie], rows: list):
@@ -199,7 +210,7 @@ def _plan(rt, bulk: BulkSQL, jobs: list[NewCookie], rows: list):
             results.append(None)
             continue
         if same_fingerprint(stored.get(key, row.cookie_fingerprint), job.fingerprint):
-            results.append((answer(rt, row.state, row.unipile_account_id), None, row.id, False))
+            results.append((answer(rt, row.state, row.unipile_account_id), False, row.id, False))
             continue
         decision = policy.decide(to_policy(row), policy.CookieReceived(fresh=True), job.now, cfg)
         if needs_apply(decision):
@@ -211,7 +222,8 @@ def _plan(rt, bulk: BulkSQL, jobs: list[NewCookie], rows: list):
         history.append((at, row.user_id, row.id, "cookie_received", None,
                         to_json(event_payload(row, decision, job.event_data(), row.incident_id))))
         stored[key] = job.fingerprint
-        results.append((answer(rt, decision.link.state.value, row.unipile_account_id), decision, row.id, True))
+        results.append((answer(rt, decision.link.state.value, row.unipile_account_id), decision.attempt_now, row.id,
+                        True))
     return results, bulk.writes(updates, history)
 
 
@@ -249,7 +261,7 @@ async def _write_in(rt, conn, job: NewCookie) -> Written:
         sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
     )).first()
     if row is not None and same_fingerprint(row.cookie_fingerprint, job.fingerprint):
-        return answer(rt, row.state, row.unipile_account_id), None, row.id, False
+        return answer(rt, row.state, row.unipile_account_id), False, row.id, False
     if row is None:
         auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
         result = await conn.execute(links.insert().values(
@@ -269,4 +281,4 @@ async def _write_in(rt, conn, job: NewCookie) -> Written:
     decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
                                  event_kind="cookie_received", data=job.event_data(), now=now)
     state = decision.link.state.value
-    return answer(rt, state, row.unipile_account_id), decision, link_id, True
+    return answer(rt, state, row.unipile_account_id), decision.attempt_now, link_id, True
