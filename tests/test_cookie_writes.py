@@ -1,6 +1,7 @@
 """New cookies are group-written (`domain.sync.writer`): the ones that only refresh a link in
 one bulk transaction on the sync path's own connection, the rest one by one through the
-policy. Each batch below is handed to the writer as one, in the running service's loop."""
+policy. Each batch below is handed to the writer as one, in the running service's loop, with
+the bulk write in the server's own process (tests/test_writer_process.py: in its child)."""
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,15 @@ def link_row(svc, plain_id: str):
     return svc.db(q)
 
 
+@pytest.fixture
+def service(service_factory):
+    return service_factory(writer_process="off")
+
+
 def test_a_batch_refreshes_in_bulk_and_sends_the_rest_through_the_policy(service, simulator) -> None:
     svc = service
     token = connected_device(svc, simulator, "cw-1", "7201")
+    before = link_row(svc, "7201")
     device = in_service_loop(svc, services.device_for_token(svc.rt, token))
     ghost = services.Device("ghost-device", "no-such-user")  # its first sync cannot be stored
     assert svc.rt.writes.available
@@ -59,7 +66,8 @@ def test_a_batch_refreshes_in_bulk_and_sends_the_rest_through_the_policy(service
     assert row.cookie_fingerprint == jobs[3].fingerprint, "the link's last cookie in the batch wins"
     assert decrypt_cookies(svc.rt.keyring, row.cookie_key_id, row.cookie_ciphertext, "cw-1", "7201").li_at \
         == "AQEDAR-refresh-two"
-    assert row.date_last_cookie == now and row.updated_at == now and row.client_ip == "127.0.0.9"
+    assert row.date_last_cookie == now and row.client_ip == "127.0.0.9"
+    assert row.updated_at == before.updated_at, "a new cookie is not a change of the link (its state, schedule)"
 
     async def same_text(conn):  # on SQLite, timestamps compare as text: the bulk write's must be SQLAlchemy's
         return (await conn.execute(sa.select(sa.func.count()).select_from(links).where(

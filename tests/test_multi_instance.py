@@ -63,11 +63,16 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
     key = subprocess.run([cli, "apikey", "create", "--name", "multi"], env=common, check=True,
                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
+    logs = [tmp_path / f"serve-{p}.log" for p in ports]
     procs = [subprocess.Popen([cli, "serve", "--port", str(p)], env=common | {"COOKIESYNC_PORT": str(p)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+                              stdout=subprocess.DEVNULL, stderr=log.open("wb")) for p, log in zip(ports, logs)]
+
+    def not_up(i: int):  # a start that failed says why
+        return lambda _v: (f"instance {i} not ready within 30 s (exit code {procs[i].poll()}): "
+                           + logs[i].read_text(errors="replace")[-1500:])
     try:
-        for base in bases:
-            wait_for(lambda: _up(base), timeout=30)
+        for i, base in enumerate(bases):
+            wait_for(lambda: _up(base), timeout=30, what=not_up(i))
         api = [httpx.Client(base_url=b, headers={"Authorization": f"Bearer {key}"}, timeout=20) for b in bases]
         secret = _secret(tmp_path, "webhook_secret")
         for i in range(N):

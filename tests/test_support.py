@@ -520,7 +520,7 @@ def test_links_list_filters_and_pagination(console, op) -> None:
     assert [i["id"] for i in in_range] == [ids[0]]
     yesterday = today - timedelta(days=1)
     assert op.get(f"/v1/support/links?user_id={tag}-u0&to={yesterday}").json()["items"] == []
-    # keyset pagination: every link exactly once, newest activity first
+    # keyset pagination: every link exactly once, last changed first
     seen, cursor = [], None
     while True:
         page = op.get("/v1/support/links", params={"limit": 2} | ({"cursor": cursor} if cursor else {})).json()
@@ -1022,7 +1022,7 @@ def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
     ago = "datetime(:now, '-' || (abs(random()) % :span) || ' seconds') || '.000000'"
     db.execute(seq + "INSERT INTO users (user_id, email, created_at, updated_at) "
                "SELECT 'u' || i, 'u' || i || '@example.com', :now, :now FROM seq", {"last": n - 1, "now": now})
-    # 90 % connected, the rest spread over the other states; last activity over 30 days
+    # 90 % connected, the rest spread over the other states; last change over 30 days
     db.execute(seq + "INSERT INTO links (id, user_id, plain_id, state, auto_connect, unipile_account_id, next_slot, "
                "attempts_in_incident, created_at, updated_at, date_last_cookie) "
                "SELECT i + 1, 'u' || i, CAST(100000 + i AS TEXT), CASE WHEN i % 100 < 90 THEN 'connected' "
@@ -1076,7 +1076,7 @@ def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
     assert len(first.items) == 50 and first.next_cursor
     assert len(second.items) == 50 and not {i.id for i in first.items} & {i.id for i in second.items}
     keys = [(i.updated_at, i.id) for i in first.items + second.items]
-    assert keys == sorted(keys, reverse=True)  # newest activity first, page 2 carries on from page 1
+    assert keys == sorted(keys, reverse=True)  # last changed first, page 2 carries on from page 1
     assert len(out["by state"].items) == 50 and {i.state for i in out["by state"].items} == {"needs_user"}
     assert [(i.id, i.email) for i in out["by email"].items] == [(78, "u77@example.com")]
     detail = out["detail"]

@@ -51,6 +51,7 @@ def gone(pid: int, within_s: float = 10.0) -> bool:
 def test_the_child_writes_a_batch_as_the_server_would(service, simulator) -> None:
     svc = service
     token = connected_device(svc, simulator, "wp-1", "7401")
+    before = link_row(svc, "7401")
     device = in_service_loop(svc, services.device_for_token(svc.rt, token))
     ready_child(svc)
     batches = svc.rt.writer_process.batches
@@ -71,6 +72,7 @@ def test_the_child_writes_a_batch_as_the_server_would(service, simulator) -> Non
 
     row = link_row(svc, "7401")
     assert row.cookie_fingerprint == jobs[2].fingerprint and row.date_last_cookie == now
+    assert row.updated_at == before.updated_at, "a refresh leaves the link's indexed columns alone"
     assert decrypt_cookies(svc.rt.keyring, row.cookie_key_id, row.cookie_ciphertext, "wp-1", "7401").li_at \
         == "AQEDAR-child-two", "encrypted in the child under the server's key ring, bound to its link"
     rows = received(svc, "7401")
@@ -141,12 +143,13 @@ def test_the_child_ends_with_its_server(tmp_path) -> None:
         await migrate_async(settings.database)
         process = WriterProcess(settings)
         assert await process.wait_ready()
-        pid = process.proc.pid
-        process.proc.stdin.close()  # what the kernel does for a killed server
-        assert await asyncio.wait_for(process.proc.wait(), 10) == 0, "it ended, cleanly"
+        child = process.proc
+        child.stdin.close()  # what the kernel does for a killed server
+        assert await asyncio.wait_for(child.wait(), 10) == 0, "it ended, cleanly"
+        await process.close()
 
         again = WriterProcess(settings)
-        assert await again.wait_ready() and again.proc.pid != pid
+        assert await again.wait_ready() and again.proc.pid != child.pid
         second = again.proc
         await again.close()  # the server's shutdown
         assert again.proc is None and second.returncode == 0

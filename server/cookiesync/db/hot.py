@@ -62,8 +62,8 @@ class DriverValues:
 
 
 async def _keep_session(_conn) -> None:
-    """asyncpg's pool resets a connection on release (a round trip); these sessions change
-    nothing but read, and asyncpg still rolls back a transaction left open."""
+    """asyncpg's pool resets a connection on release (a round trip, a third of a new-cookie
+    batch's); these sessions set nothing, and asyncpg still rolls back a transaction left open."""
 
 
 class HotReads:
@@ -152,7 +152,7 @@ class HotWrites:
         elif dsn := _asyncpg_dsn(self.engine):
             import asyncpg
 
-            self.pg = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+            self.pg = await asyncpg.create_pool(dsn, min_size=1, max_size=2, reset=_keep_session)
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:

@@ -48,7 +48,7 @@ class SupportAPI(Controller):
     async def overview(self, rt: RT, principal: Who) -> S.Overview:
         return await queries.overview(rt)
 
-    @get("/links", summary="Links, newest activity first, filtered; keyset-paginated", description=AUTH_NOTE)
+    @get("/links", summary="Links, last changed first, filtered; keyset-paginated", description=AUTH_NOTE)
     async def links(
         self, rt: RT, principal: Who,
         link_state: Annotated[LinkState | None, QueryParameter(name="state")] = None,
@@ -57,9 +57,9 @@ class SupportAPI(Controller):
         plain_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
         account_id: Annotated[str | None, QueryParameter(max_length=100, description="Unipile account id")] = None,
         updated_from: Annotated[str | None, QueryParameter(
-            name="from", description="last activity on or after (YYYY-MM-DD UTC or ISO 8601)")] = None,
+            name="from", description="last change (state, account, schedule) on or after (YYYY-MM-DD UTC or ISO 8601)")] = None,
         updated_to: Annotated[str | None, QueryParameter(
-            name="to", description="last activity up to (a day is inclusive; ISO exclusive)")] = None,
+            name="to", description="last change up to (a day is inclusive; ISO exclusive)")] = None,
         order: Annotated[Literal["desc", "asc"], QueryParameter()] = "desc",
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,

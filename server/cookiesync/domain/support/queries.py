@@ -108,7 +108,7 @@ class LinkFilter:
     account_id: str | None = None
     updated_from: datetime | None = None   # inclusive
     updated_to: datetime | None = None     # exclusive
-    order: str = "desc"                    # by last activity (updated_at)
+    order: str = "desc"                    # by last change (updated_at)
 
     def query_args(self) -> dict[str, str]:
         """The filter as query-string arguments (for the next page's link)."""

@@ -68,7 +68,7 @@ class NewCookie:
         body = self.body
         kid, blob = encrypt_cookies(rt.keyring, CookieBundle(body.li_at, body.li_a, body.user_agent),
                                     self.device.user_id, body.plain_id)
-        return blob, kid, self.fingerprint, body.user_agent, self.ip, at, at
+        return blob, kid, self.fingerprint, body.user_agent, self.ip, at
 
 
 Written = tuple[SyncOut, bool, int, bool]  # answer, attempt at once, link id, cookie changed
@@ -96,8 +96,12 @@ class PolicyRow(NamedTuple):
 
 
 _COLUMNS = ", ".join(f"l.{name}" for name in PolicyRow._fields)
+# Not `updated_at`: that is when the link last changed (its state, account or schedule), the
+# console's "last change". A refresh leaves every indexed column alone, so PostgreSQL updates
+# the row in place (a HOT update: no new entry in each of the links' eight indexes), which
+# took 100% changed syncs from 0.50 to 0.65 of bare.
 COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
-                   "date_last_cookie", "updated_at")
+                  "date_last_cookie")
 _HISTORY_COLUMNS = ("at", "user_id", "link_id", "kind", "actor", "data")
 
 
@@ -153,11 +157,11 @@ class BulkSQL:
 # starts and ends an executor (72 µs of its CPU per changed cookie with two such rows).
 _PG_WRITE = (
     "WITH v AS (SELECT * FROM unnest($1::bytea[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], "
-    "$6::timestamptz[], $7::timestamptz[], $8::int[]) "
+    "$6::timestamptz[], $7::int[]) "
     f"AS v({', '.join(COOKIE_COLUMNS)}, id)), "
     f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in COOKIE_COLUMNS)} FROM v WHERE links.id = v.id) "
-    f"INSERT INTO events ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest($9::timestamptz[], $10::varchar[], "
-    "$11::int[], $12::varchar[], $13::varchar[], $14::json[])")
+    f"INSERT INTO events ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest($8::timestamptz[], $9::varchar[], "
+    "$10::int[], $11::varchar[], $12::varchar[], $13::json[])")
 
 
 def _bulk(rt) -> BulkSQL:

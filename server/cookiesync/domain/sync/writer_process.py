@@ -8,9 +8,9 @@ it idle. Here the same `writer._plan` runs, on the same kind of connection
 each batch down a pipe and reads the answers back.
 
 Frames on the child's stdin and stdout: a 4-byte length, then msgpack. First the
-settings, answered by READY; then one batch at a time, each answered before the next is
-sent (`GroupCommit` has one in flight). The child ends when its stdin closes, so it also
-ends with a server that was killed.
+settings, answered by READY; then batches, each with a number its answer repeats (so a
+caller that stops waiting cannot shift the answers of the next). The child ends when its
+stdin closes, so it also ends with a server that was killed.
 
 A batch whose answer never comes (the child died, the pipe broke) fails as a whole, and
 `GroupCommit` writes its cookies one by one in the server: a cookie the child did commit
@@ -19,6 +19,7 @@ is then found unchanged, so nothing is written twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import struct
@@ -29,8 +30,14 @@ from datetime import datetime
 
 import msgspec
 
+from cookiesync.db.engine import make_engine
+from cookiesync.db.hot import HotWrites
+from cookiesync.domain.sync import writer
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
+from cookiesync.domain.sync.services import Device
+from cookiesync.logs import configure_logging
 from cookiesync.runtime import NamedCaches, policy_config
+from cookiesync.security import KeyRing
 from cookiesync.settings import Settings
 
 log = logging.getLogger("cookiesync.sync")
@@ -56,7 +63,13 @@ class Done(msgspec.Struct, array_like=True):
     changed: bool
 
 
+class Batch(msgspec.Struct, array_like=True):
+    number: int
+    jobs: list[Job]
+
+
 class Reply(msgspec.Struct, array_like=True):
+    number: int
     results: list[Done | None] | None = None  # None: left to the server's one-by-one path
     error: str | None = None                   # the batch's error type; nothing of it was written
 
@@ -86,6 +99,10 @@ class WriterProcess:
         self.failed_at: float | None = None
         self.restart_after_s = RESTART_AFTER_S
         self.batches = 0
+        self.numbers = itertools.count()
+        self.waiting: dict[int, asyncio.Future] = {}  # batch number -> its answer
+        self.reader: asyncio.Task | None = None
+        self.ending: set[asyncio.Task] = set()  # lost children being reaped
         self.encode = msgspec.msgpack.Encoder().encode
         self.decode = msgspec.msgpack.Decoder(Reply).decode
 
@@ -118,6 +135,7 @@ class WriterProcess:
             if hello != READY:
                 raise WriterLost("the cookie writer did not start")
             self.proc = proc
+            self.reader = asyncio.get_running_loop().create_task(self._read_answers(proc))
             log.info("cookie writer process %d started", proc.pid)
         except Exception as exc:
             log.warning("cookie writer process did not start (%s); new cookies are written in the server",
@@ -131,29 +149,45 @@ class WriterProcess:
     async def write(self, jobs: list) -> list[tuple | None]:
         """Each job's (answer, attempt now, link id, changed), or None for a cookie the server
         must write itself (a state change for the policy's `apply_event`)."""
-        proc = self.proc
-        payload = self.encode([Job(j.device.id, j.device.user_id, j.body, j.ip, j.fingerprint, j.now) for j in jobs])
+        proc, number = self.proc, next(self.numbers)
+        answer = self.waiting[number] = asyncio.get_running_loop().create_future()
         try:
-            proc.stdin.write(_frame(payload))
+            proc.stdin.write(_frame(self.encode(Batch(number, [
+                Job(j.device.id, j.device.user_id, j.body, j.ip, j.fingerprint, j.now) for j in jobs]))))
             await proc.stdin.drain()
-            reply = self.decode(await _read_frame(proc.stdout))
-        except BaseException as exc:  # a half-read answer would shift every later one: start afresh
-            self._lost()
-            if isinstance(exc, Exception):
-                raise WriterLost(f"the cookie writer process ended ({type(exc).__name__})") from None
-            raise
+            reply: Reply = await answer
+        except (OSError, RuntimeError) as exc:  # a broken pipe, or the child lost while we waited
+            self._lost(proc)
+            raise WriterLost(f"the cookie writer process ended ({type(exc).__name__})") from None
+        finally:
+            self.waiting.pop(number, None)
         self.batches += 1
         if reply.error is not None:
             raise BatchFailed(f"the cookie writer rolled the batch back ({reply.error})")
         return [None if r is None else (r.out, r.attempt_now, r.link_id, r.changed) for r in reply.results]
 
-    def _lost(self) -> None:
-        proc, self.proc = self.proc, None
-        self.failed_at = time.monotonic()
-        if proc is not None:
+    async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
+        try:
+            while True:
+                reply = self.decode(await _read_frame(proc.stdout))
+                answer = self.waiting.get(reply.number)
+                if answer is not None and not answer.done():
+                    answer.set_result(reply)
+        except (asyncio.IncompleteReadError, OSError, msgspec.DecodeError):
+            self._lost(proc)
+
+    def _lost(self, proc: asyncio.subprocess.Process) -> None:
+        """Every batch still waiting fails: whether the child wrote it is unknown."""
+        if self.proc is proc:  # the first to notice reaps it
+            self.proc = None
+            self.failed_at = time.monotonic()
             log.warning("cookie writer process %d lost; new cookies are written in the server", proc.pid)
-            if proc.returncode is None:
-                proc.kill()
+            ending = asyncio.get_running_loop().create_task(_end(proc, wait_s=5))
+            self.ending.add(ending)
+            ending.add_done_callback(self.ending.discard)
+        for answer in self.waiting.values():
+            if not answer.done():
+                answer.set_exception(WriterLost("the cookie writer process ended"))
 
     async def close(self) -> None:
         if self.starting is not None:
@@ -165,6 +199,11 @@ class WriterProcess:
         proc, self.proc = self.proc, None
         if proc is not None:
             await _end(proc, wait_s=10)
+        if self.reader is not None:
+            await self.reader  # it ends at the child's end of output
+            self.reader = None
+        if self.ending:
+            await asyncio.wait(self.ending)
 
 
 async def _read_frame(stream: asyncio.StreamReader) -> bytes:
@@ -188,8 +227,8 @@ async def _end(proc: asyncio.subprocess.Process, wait_s: float) -> None:
 class ChildRuntime(NamedCaches):
     """What `writer._plan` reads of the server's `Runtime`."""
     settings: Settings
-    keyring: object
-    writes: object  # db.hot.HotWrites
+    keyring: KeyRing
+    writes: HotWrites
     caches: dict = field(default_factory=dict)
 
     @property
@@ -197,57 +236,63 @@ class ChildRuntime(NamedCaches):
         return policy_config(self.settings)
 
 
-def _read_frame_blocking(stream) -> bytes | None:
-    """The next frame, or None at the end of the stream (a buffered read blocks for all of it)."""
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        return None
-    (size,) = _LENGTH.unpack(head)
-    body = stream.read(size)
-    return body if len(body) == size else None
-
-
-def child_main() -> None:
-    from cookiesync.db.engine import make_engine
-    from cookiesync.db.hot import HotWrites
-    from cookiesync.domain.sync import writer
-    from cookiesync.domain.sync.services import Device
-    from cookiesync.logs import configure_logging
-    from cookiesync.security import KeyRing
-
-    frames_in = os.fdopen(os.dup(0), "rb")
-    frames_out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, never into a frame
-    first = _read_frame_blocking(frames_in)
-    if first is None:
+async def _serve(frames_in: int, frames_out) -> None:
+    """Answer batches until stdin ends, each batch in a task of its own (the connection's
+    pool bounds how many are written at once); then finish those under way."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                       os.fdopen(frames_in, "rb", buffering=0))
+    try:
+        settings = msgspec.msgpack.decode(await _read_frame(reader), type=Settings)
+    except asyncio.IncompleteReadError:
         return
-    settings = msgspec.msgpack.decode(first, type=Settings)
     configure_logging(settings.log_level, settings.effective_log_format)
-    loop = asyncio.new_event_loop()
     engine = make_engine(settings.database)
     hot = HotWrites(engine)
-    loop.run_until_complete(hot.start())
+    await hot.start()
     rt = ChildRuntime(settings, KeyRing(settings.encryption_keys), hot)
-    decode = msgspec.msgpack.Decoder(list[Job]).decode
+    decode = msgspec.msgpack.Decoder(Batch).decode
     encode = msgspec.msgpack.Encoder().encode
+    under_way: set[asyncio.Task] = set()
+
+    async def answer(batch: Batch) -> None:
+        reply = await _write(rt, batch)
+        frames_out.write(_frame(encode(reply)))
+        frames_out.flush()
+
     frames_out.write(_frame(READY))
     frames_out.flush()
     try:
-        while (frame := _read_frame_blocking(frames_in)) is not None:
+        while True:
             try:
-                jobs = [writer.NewCookie(Device(j.device_id, j.user_id), j.body, j.ip, j.fingerprint, j.now)
-                        for j in decode(frame)]
-                results = loop.run_until_complete(writer.write_in_bulk(rt, jobs))
-                reply = Reply(results=[None if r is None else Done(*r) for r in results])
-            except Exception as exc:  # its type only: a driver's message may quote a value
-                log.warning("cookie writer: a batch was rolled back (%s)", type(exc).__name__)
-                reply = Reply(error=type(exc).__name__)
-            frames_out.write(_frame(encode(reply)))
-            frames_out.flush()
+                batch = decode(await _read_frame(reader))
+            except asyncio.IncompleteReadError:
+                break  # the server closed our stdin, or ended
+            task = asyncio.get_running_loop().create_task(answer(batch))
+            under_way.add(task)
+            task.add_done_callback(under_way.discard)
+        if under_way:
+            await asyncio.wait(under_way)
     finally:
-        loop.run_until_complete(hot.close())
-        loop.run_until_complete(engine.dispose())
-        loop.close()
+        await hot.close()
+        await engine.dispose()
+
+
+async def _write(rt: ChildRuntime, batch: Batch) -> Reply:
+    try:
+        results = await writer.write_in_bulk(rt, [
+            writer.NewCookie(Device(j.device_id, j.user_id), j.body, j.ip, j.fingerprint, j.now) for j in batch.jobs])
+        return Reply(batch.number, results=[None if r is None else Done(*r) for r in results])
+    except Exception as exc:  # its type only: a driver's message may quote a value
+        log.warning("cookie writer: a batch was rolled back (%s)", type(exc).__name__)
+        return Reply(batch.number, error=type(exc).__name__)
+
+
+def child_main() -> None:
+    frames_in = os.dup(0)
+    frames_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, never into a frame
+    asyncio.run(_serve(frames_in, frames_out))
 
 
 if __name__ == "__main__":
