@@ -137,12 +137,14 @@ class WriterProcess:
             self.proc = proc
             self.reader = asyncio.get_running_loop().create_task(self._read_answers(proc))
             log.info("cookie writer process %d started", proc.pid)
-        except Exception as exc:
+        except BaseException as exc:  # cancelled too (the server stopping): no child is left behind
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+            if not isinstance(exc, Exception):
+                raise
             log.warning("cookie writer process did not start (%s); new cookies are written in the server",
                         type(exc).__name__)
             self.failed_at = time.monotonic()
-            if proc is not None:
-                await _end(proc, wait_s=0)
         finally:
             self.starting = None
 
@@ -237,8 +239,7 @@ class ChildRuntime(NamedCaches):
 
 
 async def _serve(frames_in: int, frames_out) -> None:
-    """Answer batches until stdin ends, each batch in a task of its own (the connection's
-    pool bounds how many are written at once); then finish those under way."""
+    """Answer batches, one at a time, until stdin ends."""
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                        os.fdopen(frames_in, "rb", buffering=0))
@@ -253,13 +254,6 @@ async def _serve(frames_in: int, frames_out) -> None:
     rt = ChildRuntime(settings, KeyRing(settings.encryption_keys), hot)
     decode = msgspec.msgpack.Decoder(Batch).decode
     encode = msgspec.msgpack.Encoder().encode
-    under_way: set[asyncio.Task] = set()
-
-    async def answer(batch: Batch) -> None:
-        reply = await _write(rt, batch)
-        frames_out.write(_frame(encode(reply)))
-        frames_out.flush()
-
     frames_out.write(_frame(READY))
     frames_out.flush()
     try:
@@ -268,11 +262,8 @@ async def _serve(frames_in: int, frames_out) -> None:
                 batch = decode(await _read_frame(reader))
             except asyncio.IncompleteReadError:
                 break  # the server closed our stdin, or ended
-            task = asyncio.get_running_loop().create_task(answer(batch))
-            under_way.add(task)
-            task.add_done_callback(under_way.discard)
-        if under_way:
-            await asyncio.wait(under_way)
+            frames_out.write(_frame(encode(await _write(rt, batch))))
+            frames_out.flush()
     finally:
         await hot.close()
         await engine.dispose()
