@@ -98,8 +98,8 @@ class PolicyRow(NamedTuple):
 _COLUMNS = ", ".join(f"l.{name}" for name in PolicyRow._fields)
 # Not `updated_at`: that is when the link last changed (its state, account or schedule), the
 # console's "last change". A refresh leaves every indexed column alone, so PostgreSQL updates
-# the row in place (a HOT update: no new entry in each of the links' eight indexes), which
-# took 100% changed syncs from 0.50 to 0.65 of bare.
+# the row in place (a HOT update: no new entry in each of the links' eight indexes): PostgreSQL's
+# CPU per changed cookie 66 -> 41 µs, 100% changed syncs 6,800-7,400 -> 8,800-9,000 req/s.
 COOKIE_COLUMNS = ("cookie_ciphertext", "cookie_key_id", "cookie_fingerprint", "user_agent", "client_ip",
                   "date_last_cookie")
 _HISTORY_COLUMNS = ("at", "user_id", "link_id", "kind", "actor", "data")

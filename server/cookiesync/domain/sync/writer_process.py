@@ -129,7 +129,7 @@ class WriterProcess:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", __name__, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-            proc.stdin.write(_frame(self.encode(self.settings)))
+            proc.stdin.write(_frame(self.encode(child_settings(self.settings))))
             await proc.stdin.drain()
             hello = await asyncio.wait_for(_read_frame(proc.stdout), 60)
             if hello != READY:
@@ -206,6 +206,14 @@ class WriterProcess:
             self.reader = None
         if self.ending:
             await asyncio.wait(self.ending)
+
+
+def child_settings(settings: Settings) -> Settings:
+    """The server's settings without the secrets the child has no use for: it needs the
+    database, the cookie key ring and the policy's durations, not Unipile's or SMTP's keys."""
+    return msgspec.structs.replace(
+        settings, unipile_api_key="", webhook_secret="", hosted_auth_secret="", smtp_password="",
+        integrator_webhook_secret="", signing_secret="")
 
 
 async def _read_frame(stream: asyncio.StreamReader) -> bytes:
