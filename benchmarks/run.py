@@ -532,7 +532,7 @@ def bench_servers(ctx: Ctx) -> None:
     for ep in ("sync", "bare"):
         ctx.rows.append(Row("server", f"{ep}: granian/uvicorn req/s (sqlite, unchanged)",
                             f"{g[ep]['rps'] / u[ep]['rps']:.2f} ({g[ep]['rps']:,.0f} / {u[ep]['rps']:,.0f} req/s; "
-                            f"CPU {g[ep]['cpu_us'] or 'n/a'}/{u[ep]['cpu_us']:.0f} µs/req; "
+                            f"CPU {g[ep]['cpu_us']:.0f}/{u[ep]['cpu_us']:.0f} µs/req; "
                             f"p99 {g[ep]['p99_us'] / 1000:.1f}/{u[ep]['p99_us'] / 1000:.1f} ms)", "—", None))
     ctx.raw["servers"] = {k: {ep: v[ep] for ep in ("sync", "bare")} for k, v in results.items()}
 
