@@ -125,7 +125,7 @@ class UnipileClient:
         base = dsn if dsn.startswith(("http://", "https://")) else f"https://{dsn}"
         self.dsn_url = base.rstrip("/")
         self.base_url = self.dsn_url + "/api/v1"
-        pools = 1 if transport is not None else -(-keep_alive // POOL_SIZE)
+        pools = 1 if transport is not None else max(1, -(-keep_alive // POOL_SIZE))
         self.pools = [httpx.AsyncClient(
             base_url=self.base_url,
             headers={"X-API-KEY": api_key, "accept": "application/json"},
