@@ -37,7 +37,7 @@ def children(pid: int) -> list[int]:
 
 def service_cpu_seconds(pid: int) -> float:
     """The process and the children it runs now."""
-    return cpu_seconds(pid) + cpu_seconds_many(children(pid))
+    return cpu_seconds_many([pid] + children(pid))
 
 
 def service_memory_kb(pid: int) -> dict[str, int]:

@@ -201,8 +201,7 @@ class Service:
         self.pid = self.server.pid
         if self.server_kind_has_workers():
             # granian serves from a worker process: measure that one's CPU
-            kids = [int(x) for t in Path(f"/proc/{self.pid}/task").iterdir()
-                    for x in (t / "children").read_text().split()]
+            kids = procfs.children(self.pid)
             if kids:
                 self.pid = kids[0]
         self.http = httpx.Client(base_url=self.url, timeout=600)

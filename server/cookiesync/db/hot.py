@@ -32,12 +32,18 @@ def _asyncpg_dsn(engine: AsyncEngine) -> str | None:
     return None
 
 
-def driver_sql(dialect, stmt, order: Sequence[str]) -> str:
-    """`stmt` in the driver's own SQL (`?` or `$n`), for rows of positional values in `order`."""
+def positional_sql(dialect, stmt) -> tuple[str, tuple[str, ...]]:
+    """`stmt` in the driver's own SQL (`?` or `$n`), and the order of its parameters."""
     compiled = stmt.compile(dialect=dialect)
-    if list(compiled.positiontup or ()) != list(order):
-        raise ValueError(f"parameters come in {compiled.positiontup}, not {list(order)}")
-    return str(compiled)
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
+def driver_sql(dialect, stmt, order: Sequence[str]) -> str:
+    """`stmt` in the driver's own SQL, for rows of positional values in `order`."""
+    sql, names = positional_sql(dialect, stmt)
+    if list(names) != list(order):
+        raise ValueError(f"parameters come in {names}, not {list(order)}")
+    return sql
 
 
 class DriverValues:
@@ -108,7 +114,10 @@ class HotReads:
             async with reader(self.engine) as conn:
                 row = (await conn.execute(stmt, params)).first()
             return None if row is None else tuple(row)
-        sql, names = self.compiled.get(id(stmt)) or self._compile(stmt)
+        entry = self.compiled.get(id(stmt))
+        if entry is None:  # statements live as module constants, so their id is theirs for the process's life
+            entry = self.compiled[id(stmt)] = positional_sql(self.engine.dialect, stmt)
+        sql, names = entry
         values = [params[name] for name in names]
         if self.raw is not None:
             rows = await self.raw.execute_fetchall(sql, values)
@@ -116,13 +125,6 @@ class HotReads:
         async with self.pg.acquire() as conn:
             row = await conn.fetchrow(sql, *values)
         return None if row is None else tuple(row)
-
-    def _compile(self, stmt: sa.Select) -> tuple[str, tuple[str, ...]]:
-        """The driver's SQL and the order of its positional parameters (`?` or `$n`)."""
-        compiled = stmt.compile(dialect=self.engine.dialect)
-        # statements live as module constants, so their id is theirs for the process's life
-        self.compiled[id(stmt)] = entry = (str(compiled), tuple(compiled.positiontup or ()))
-        return entry
 
 
 class HotWrites:

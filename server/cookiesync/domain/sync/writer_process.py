@@ -291,7 +291,11 @@ def child_main() -> None:
     frames_in = os.dup(0)
     frames_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, never into a frame
-    asyncio.run(_serve(frames_in, frames_out))
+    try:
+        asyncio.run(_serve(frames_in, frames_out))
+    except Exception as exc:  # its type only, as for a batch: the server falls back to its own path
+        log.error("cookie writer process ended (%s)", type(exc).__name__)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
