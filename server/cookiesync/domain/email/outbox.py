@@ -135,12 +135,16 @@ class Mailer:
                 ))
             log.warning("email %s delivery failed (attempt %d): %s", row.id, attempts, type(exc).__name__)
             return 0
-        try:  # the server has accepted it: whatever QUIT does now, it is sent (and never sent again)
-            await smtp.quit()
-        except Exception:
-            smtp.close()
-        async with self.engine.begin() as conn:
-            await conn.execute(outbox.update().where(outbox.c.id == row.id).values(
-                attempts=row.attempts + 1, status="sent", sent_at=utcnow(), lease_until=None, last_error=None))
+        # The server has accepted it: recorded before QUIT, so that a crash can resend it only in
+        # the moment between the server's 250 and this commit (QUIT's round trip is not in it).
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(outbox.update().where(outbox.c.id == row.id).values(
+                    attempts=row.attempts + 1, status="sent", sent_at=utcnow(), lease_until=None, last_error=None))
+        finally:
+            try:
+                await smtp.quit()
+            except Exception:
+                smtp.close()
         log.info("email %s sent", row.id)
         return 1
