@@ -672,12 +672,13 @@ def test_failing_deliveries_show_attempts_and_last_error(tmp_path) -> None:
     svc = start_console(tmp_path, integrator_webhook_url="http://127.0.0.1:9/hooks", notify_retry_base_s=0.2)
     try:
         lid, _ = make_link(svc, "hook-user", "8361", "AQEDAR-hook-cookie-8361")
-        from cookiesync.domain.notifications.services import enqueue
+        from cookiesync.db.schema import notifications
+        from cookiesync.domain.notifications.services import notification_row
 
         async def q(conn):
             row = (await conn.execute(sa.select(links).where(links.c.id == lid))).one()
-            await enqueue(svc.rt, conn, row=row, new_state="needs_user", reason="gave up", incident_id=None,
-                          account_id=None)
+            await conn.execute(notifications.insert(), [notification_row(
+                svc.rt, row=row, new_state="needs_user", reason="gave up", account_id=None)])
 
         svc.db(q)
         client = logged_in(svc, "viewer@example.com")

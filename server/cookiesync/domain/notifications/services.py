@@ -19,7 +19,6 @@ from datetime import timedelta
 import httpx
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cookiesync.db.schema import notifications, utcnow
 
@@ -69,18 +68,18 @@ def verify(secrets_: list[str], headers: dict[str, str], body: bytes, tolerance_
     return any(hmac.compare_digest(e, g) for e in expected for g in given)
 
 
-async def enqueue(rt, conn: AsyncConnection, *, row, new_state: str, reason: str, incident_id: int | None,
-                  account_id: str | None) -> None:
+def notification_row(rt, *, row, new_state: str, reason: str, account_id: str | None) -> dict | None:
+    """The notification a link's new state calls for, as a row of `notifications`; None if none
+    (no integrator webhook configured, or a state integrators are not told of). The caller
+    inserts it in the state change's transaction."""
     if not rt.settings.integrator_webhook_url or new_state not in EVENT_TYPES:
-        return
+        return None
     now = utcnow()
     payload = Notification(type=EVENT_TYPES[new_state], timestamp=now.isoformat().replace("+00:00", "Z"),
                            data=LinkEventData(row.user_id, row.plain_id, new_state, account_id, reason))
-    await conn.execute(notifications.insert().values(
-        msg_id="msg_" + secrets.token_urlsafe(16), event_type=payload.type, user_id=row.user_id, link_id=row.id,
-        payload=msgspec.json.encode(payload).decode(), status="pending", attempts=0, next_attempt_at=now,
-        created_at=now,
-    ))
+    return dict(msg_id="msg_" + secrets.token_urlsafe(16), event_type=payload.type, user_id=row.user_id,
+                link_id=row.id, payload=msgspec.json.encode(payload).decode(), status="pending", attempts=0,
+                next_attempt_at=now, created_at=now)
 
 
 class Notifier:

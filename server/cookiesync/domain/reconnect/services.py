@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,12 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cookiesync.db.batch import GroupCommit
-from cookiesync.db.schema import events, incidents, links, users, utcnow
+from cookiesync.db.schema import events, incidents, links, notifications, users, utcnow
 from cookiesync.domain.email import outbox as email_outbox
 from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.policy import State
-from cookiesync.domain.support.stats import count_attempt
+from cookiesync.domain.support.stats import count_attempt, top_of_hour
 from cookiesync.runtime import BackgroundLoop
 from cookiesync.security import DecryptError, decrypt_cookies
 from cookiesync.unipile.client import AuthResult, CookieCredentials
@@ -72,24 +73,72 @@ def needs_apply(decision: policy.Decision) -> bool:
     return decision.changed or decision.alert is not None or decision.email is not None
 
 
+_LINK_BY_KEY = links.update().where(links.c.id == sa.bindparam("link_key"))
+_INCIDENT_BY_KEY = incidents.update().where(incidents.c.id == sa.bindparam("incident_key"))
+
+
+class Writes:
+    """Rows that decisions write, queued and then written with one statement per table and
+    shape (an executemany), in the caller's transaction. A batch of attempt answers shares
+    one: one at a time, each answer's four or five statements through SQLAlchemy and the
+    driver cost more of the event loop than the Unipile call itself."""
+
+    def __init__(self) -> None:
+        self._empty()
+
+    def _empty(self) -> None:
+        self.incidents: list[dict] = []
+        self.links: dict[frozenset, list[dict]] = {}
+        self.events: list[dict] = []
+        self.notifications: list[dict] = []
+        self.attempts: Counter = Counter()
+
+    def link(self, link_id: int, values: dict) -> None:
+        self.links.setdefault(frozenset(values), []).append(dict(values, link_key=link_id))
+
+    def event(self, *, user_id: str, link_id: int | None, kind: str, data: dict, actor: str | None,
+              at: datetime) -> None:
+        self.events.append(dict(at=at, user_id=user_id, link_id=link_id, kind=kind, actor=actor, data=data))
+
+    def attempt(self, at: datetime, kind: str, outcome: str) -> None:
+        self.attempts[top_of_hour(at), kind, outcome] += 1
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        if self.incidents:
+            await conn.execute(_INCIDENT_BY_KEY, self.incidents)
+        for rows in self.links.values():
+            await conn.execute(_LINK_BY_KEY, rows)
+        if self.events:
+            await conn.execute(events.insert(), self.events)
+        if self.notifications:
+            await conn.execute(notifications.insert(), self.notifications)
+        for (hour, kind, outcome), n in self.attempts.items():  # last: the hot counter rows stay locked least
+            await count_attempt(conn, hour, kind, outcome, n)
+        self._empty()
+
+
 async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, *, trigger: str,
                       event_kind: str, data: dict | None = None, actor: str | None = None,
-                      extra_values: dict | None = None, now: datetime | None = None) -> policy.Decision:
+                      extra_values: dict | None = None, now: datetime | None = None,
+                      writes: Writes | None = None) -> policy.Decision:
     """Decide and persist in the caller's transaction. Returns the decision so the
-    caller can act after commit (kick the runner, restart the account)."""
+    caller can act after commit (kick the runner, restart the account).
+
+    With `writes`, the rows that need nothing back (link fields, a closed incident, history,
+    notification) are queued there for the caller to flush; without, they are written here."""
     now = now or utcnow()
     decision = policy.decide(to_policy(row), event, now, rt.policy_config)
     new = decision.link
     values: dict[str, Any] = dict(extra_values or {})
     incident_id = row.incident_id
+    queue = writes if writes is not None else Writes()
     if decision.changed:
         values.update(state=new.state.value, incident_started_at=new.incident_started_at, next_slot=new.next_slot,
                       next_attempt_at=new.next_attempt_at, updated_at=now)
         if new.next_attempt_at is not None and new.next_attempt_at != row.next_attempt_at:
             values["attempt_trigger"] = "scheduler" if new.next_attempt_at > now else trigger
         if decision.incident_closed and incident_id is not None:
-            await conn.execute(incidents.update().where(incidents.c.id == incident_id)
-                               .values(closed_at=now, outcome=new.state.value))
+            queue.incidents.append(dict(incident_key=incident_id, closed_at=now, outcome=new.state.value))
             values["incident_id"] = None
             incident_id = None
         if decision.incident_opened:
@@ -101,26 +150,31 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
             incident_id = result.inserted_primary_key[0]
             values.update(incident_id=incident_id, attempts_in_incident=0)
     if values:
-        await conn.execute(links.update().where(links.c.id == row.id).values(**values))
+        queue.link(row.id, values)
         link_cache = rt.caches.get("links")
         if link_cache is not None:  # the sync fast path answers with the state: let it re-read
             link_cache.drop((row.user_id, row.plain_id))
 
-    await add_event(conn, user_id=row.user_id, link_id=row.id, kind=event_kind,
-                    data=event_payload(row, decision, data, incident_id), actor=actor, at=now)
+    queue.event(user_id=row.user_id, link_id=row.id, kind=event_kind,
+                data=event_payload(row, decision, data, incident_id), actor=actor, at=now)
 
     if decision.changed and new.state.value != row.state:
-        await notify.enqueue(rt, conn, row=row, new_state=new.state.value, reason=decision.note,
-                             incident_id=incident_id,
-                             account_id=(extra_values or {}).get("unipile_account_id", row.unipile_account_id))
+        notice = notify.notification_row(
+            rt, row=row, new_state=new.state.value, reason=decision.note,
+            account_id=(extra_values or {}).get("unipile_account_id", row.unipile_account_id))
+        if notice is not None:
+            queue.notifications.append(notice)
 
     if decision.alert:
         rt.metrics.alerts.labels(decision.alert[:60]).inc()
         log.error("OPERATOR ALERT link=%s: %s", row.id, decision.alert)
-        await add_event(conn, user_id=row.user_id, link_id=row.id, kind="operator_alert",
-                        data={"reason": decision.alert}, at=now)
+        queue.event(user_id=row.user_id, link_id=row.id, kind="operator_alert", data={"reason": decision.alert},
+                    actor=None, at=now)
     if decision.email is not None:
+        await queue.flush(conn)  # the email is rendered from the link as just written
         await write_email(rt, conn, row, decision.email, incident_id, now)
+    if writes is None:
+        await queue.flush(conn)
     return decision
 
 
@@ -312,18 +366,27 @@ class AttemptRunner(BackgroundLoop):
 
     async def _record_alone(self, answer: "_Answer") -> policy.Decision | None:
         async with self.rt.engine.begin() as conn:
-            return await self._record_in(conn, answer, utcnow(), await load_link(conn, answer.link_id))
+            writes = Writes()
+            decision = await self._record_in(conn, answer, utcnow(), await load_link(conn, answer.link_id), writes)
+            await writes.flush(conn)
+            return decision
 
     async def _record_together(self, answers: list["_Answer"]) -> list[policy.Decision | None]:
         now = utcnow()
+        if len({a.link_id for a in answers}) < len(answers):
+            # one link twice (never while leases hold): each answer must see the one before it
+            return [await self._record_alone(a) for a in answers]
         async with self.rt.engine.begin() as conn:
             rows = {r.id: r for r in (await conn.execute(
                 sa.select(links).where(links.c.id.in_([a.link_id for a in answers])))).all()}
-            return [await self._record_in(conn, a, now, rows.get(a.link_id)) for a in answers]
+            writes = Writes()
+            decisions = [await self._record_in(conn, a, now, rows.get(a.link_id), writes) for a in answers]
+            await writes.flush(conn)
+            return decisions
 
     async def _record_in(self, conn: AsyncConnection, a: "_Answer", now: datetime,
-                         row: Any) -> policy.Decision | None:
-        """Write one answer through the policy, in the caller's transaction."""
+                         row: Any, writes: Writes) -> policy.Decision | None:
+        """One answer through the policy, its rows queued in `writes` (the caller flushes them)."""
         rt, result = self.rt, a.result
         if row is None:  # erased meanwhile
             return None
@@ -343,9 +406,9 @@ class AttemptRunner(BackgroundLoop):
         newer_cookie = row.cookie_fingerprint != a.used_fingerprint
         decision = await apply_event(rt, conn, row, _result_event(result, a.scheduled, newer_cookie),
                                      trigger="extension" if newer_cookie else "scheduler",
-                                     event_kind="attempt", data=data, extra_values=extra, now=now)
-        # last, so the hot counter row stays locked only until the commit
-        await count_attempt(conn, now, a.kind, result.outcome)
+                                     event_kind="attempt", data=data, extra_values=extra, now=now,
+                                     writes=writes)
+        writes.attempt(now, a.kind, result.outcome)
         return decision
 
 

@@ -32,11 +32,11 @@ def top_of_hour(at: datetime) -> datetime:
     return at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-async def count_attempt(conn, at: datetime, kind: str, outcome: str) -> None:
-    """One more attempt of `kind` that ended in `outcome` in the UTC hour of `at`. Call it in the
-    transaction that writes the attempt's event, so an attempt is counted if and only if it is recorded."""
+async def count_attempt(conn, at: datetime, kind: str, outcome: str, n: int = 1) -> None:
+    """`n` more attempts of `kind` that ended in `outcome` in the UTC hour of `at`. Call it in the
+    transaction that writes the attempts' events, so an attempt is counted if and only if it is recorded."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     c = attempt_counts.c
-    await conn.execute(
-        insert(attempt_counts).values(hour=top_of_hour(at), kind=kind, outcome=outcome, count=1)
-        .on_conflict_do_update(index_elements=[c.hour, c.kind, c.outcome], set_={"count": c.count + 1}))
+    stmt = insert(attempt_counts).values(hour=top_of_hour(at), kind=kind, outcome=outcome, count=n)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[c.hour, c.kind, c.outcome],
+                                                  set_={"count": c.count + stmt.excluded.count}))
