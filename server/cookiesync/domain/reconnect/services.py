@@ -112,7 +112,8 @@ class Writes:
             await conn.execute(events.insert(), self.events)
         if self.notifications:
             await conn.execute(notifications.insert(), self.notifications)
-        for (hour, kind, outcome), n in self.attempts.items():  # last: the hot counter rows stay locked least
+        # last, so the hot counter rows stay locked least; in key order, as another instance locks them
+        for (hour, kind, outcome), n in sorted(self.attempts.items()):
             await count_attempt(conn, hour, kind, outcome, n)
         self._empty()
 
@@ -377,8 +378,10 @@ class AttemptRunner(BackgroundLoop):
             # one link twice (never while leases hold): each answer must see the one before it
             return [await self._record_alone(a) for a in answers]
         async with self.rt.engine.begin() as conn:
+            # locked at once, in id order (PostgreSQL), as the other batches that update links lock theirs
             rows = {r.id: r for r in (await conn.execute(
-                sa.select(links).where(links.c.id.in_([a.link_id for a in answers])))).all()}
+                sa.select(links).where(links.c.id.in_([a.link_id for a in answers]))
+                .order_by(links.c.id).with_for_update())).all()}
             writes = Writes()
             decisions = [await self._record_in(conn, a, now, rows.get(a.link_id), writes) for a in answers]
             await writes.flush(conn)

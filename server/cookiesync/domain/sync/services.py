@@ -148,14 +148,16 @@ class Toucher(BackgroundLoop):
                     links.update().where(links.c.id == sa.bindparam("b_id"), sa.or_(
                         links.c.date_last_cookie.is_(None), links.c.date_last_cookie < sa.bindparam("b_at")))
                     .values(date_last_cookie=sa.bindparam("b_at"), client_ip=sa.bindparam("b_ip")),
-                    [{"b_id": k, "b_at": at, "b_ip": ip} for k, (at, ip) in link_items.items()],
+                    # in id order, as every batch that updates several links locks them (no deadlock)
+                    [{"b_id": k, "b_at": at, "b_ip": ip} for k, (at, ip) in sorted(link_items.items())],
                 )
             if device_items:
                 await conn.execute(
                     devices.update().where(devices.c.id == sa.bindparam("b_id"))
                     .values(last_seen_at=sa.bindparam("b_at"), last_ip=sa.bindparam("b_ip"),
                             extension_version=sa.bindparam("b_v")),
-                    [{"b_id": k, "b_at": at, "b_ip": ip, "b_v": v} for k, (at, ip, v) in device_items.items()],
+                    [{"b_id": k, "b_at": at, "b_ip": ip, "b_v": v}
+                     for k, (at, ip, v) in sorted(device_items.items())],
                 )
 
 

@@ -155,11 +155,16 @@ class BulkSQL:
 
 # PostgreSQL: the whole batch in one statement over arrays. Per row of `executemany`, PostgreSQL
 # starts and ends an executor (72 µs of its CPU per changed cookie with two such rows).
+# The links are locked first, in id order (`l`), as the last-seen flush and attempt answers lock
+# theirs: in whatever order the join met them, a batch and a last-seen flush deadlocked, and
+# PostgreSQL broke the tie only after deadlock_timeout (1 s), failing the batch.
 _PG_WRITE = (
     "WITH v AS (SELECT * FROM unnest($1::bytea[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], "
     "$6::timestamptz[], $7::int[]) "
     f"AS v({', '.join(COOKIE_COLUMNS)}, id)), "
-    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in COOKIE_COLUMNS)} FROM v WHERE links.id = v.id) "
+    "l AS (SELECT links.id FROM links WHERE links.id IN (SELECT id FROM v) ORDER BY links.id FOR UPDATE), "
+    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in COOKIE_COLUMNS)} FROM v "
+    "WHERE links.id = v.id AND links.id IN (SELECT id FROM l)) "
     f"INSERT INTO events ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest($8::timestamptz[], $9::varchar[], "
     "$10::int[], $11::varchar[], $12::varchar[], $13::json[])")
 
