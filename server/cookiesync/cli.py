@@ -10,7 +10,7 @@ import sys
 import msgspec
 import sqlalchemy as sa
 
-from cookiesync.settings import PREFIX, Settings, SettingsError, ensure_local_secrets
+from cookiesync.settings import PREFIX, Settings, SettingsError, ensure_local_secrets, local_secrets
 
 
 def _settings() -> Settings:
@@ -39,19 +39,12 @@ async def _demo(s: Settings) -> tuple[str, str, str, str]:
     from datetime import timedelta
 
     from cookiesync.db.engine import make_engine
-    from cookiesync.db.schema import api_keys, pairing_codes, users, utcnow
+    from cookiesync.db.schema import api_keys, insert_missing, pairing_codes, users, utcnow
     from cookiesync.security import hash_token, new_pairing_code, new_token, normalize_pairing_code
 
-    path = os.path.join(s.data_dir, "secrets.json")
-    stored = msgspec.json.decode(open(path, "rb").read())
-    key = stored.get("demo_api_key")
-    staff_password = stored.get("demo_staff_password")
-    if not key or not staff_password:
-        key = stored["demo_api_key"] = key or new_token("csk")
-        staff_password = stored["demo_staff_password"] = staff_password or new_token("pw")[:20]
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(msgspec.json.format(msgspec.json.encode(stored)))
+    stored, _created = local_secrets(s.data_dir, {"demo_api_key": lambda: new_token("csk"),
+                                                  "demo_staff_password": lambda: new_token("pw")[:20]})
+    key, staff_password = stored["demo_api_key"], stored["demo_staff_password"]
     from cookiesync.domain.support.staff import add_staff
 
     await add_staff(s, "admin@localhost.test", "operator", staff_password, migrate_first=False)
@@ -60,12 +53,11 @@ async def _demo(s: Settings) -> tuple[str, str, str, str]:
     code = new_pairing_code()
     try:
         async with engine.begin() as conn:
-            if not (await conn.execute(sa.select(api_keys.c.id).where(api_keys.c.key_hash == hash_token(key)))).first():
-                await conn.execute(api_keys.insert().values(name="demo", key_hash=hash_token(key), prefix=key[:8],
-                                                            created_at=now))
-            if not (await conn.execute(sa.select(users.c.user_id).where(users.c.user_id == "demo-user"))).first():
-                await conn.execute(users.insert().values(user_id="demo-user", email="demo@example.com",
-                                                         display_name="Demo User", created_at=now, updated_at=now))
+            # another instance starting from the same data folder may be writing the same rows
+            await conn.execute(insert_missing(conn, api_keys, name="demo", key_hash=hash_token(key), prefix=key[:8],
+                                              created_at=now))
+            await conn.execute(insert_missing(conn, users, user_id="demo-user", email="demo@example.com",
+                                              display_name="Demo User", created_at=now, updated_at=now))
             await conn.execute(pairing_codes.insert().values(
                 code_hash=hash_token(normalize_pairing_code(code)), user_id="demo-user", created_at=now,
                 expires_at=now + timedelta(seconds=max(s.pairing_code_ttl_s, 3600))))

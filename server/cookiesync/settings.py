@@ -5,11 +5,12 @@
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import secrets
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 import msgspec
 
@@ -163,25 +164,32 @@ def ensure_local_secrets(settings: Settings, say=print) -> Settings:
             raise SettingsError("production mode needs these settings: " + ", ".join(missing))
         return settings
 
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secrets_file = data_dir / "secrets.json"
-    stored: dict[str, str] = {}
-    if secrets_file.exists():
-        stored = msgspec.json.decode(secrets_file.read_bytes())
-    changed = False
-    updates: dict[str, str] = {}
-    for name, make in needed.items():
-        if getattr(settings, name):
-            continue
-        if name not in stored:
-            stored[name] = make()
-            changed = True
-        updates[name] = stored[name]
-    if changed:
-        fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(msgspec.json.format(msgspec.json.encode(stored)))
-        os.chmod(secrets_file, 0o600)
-        say(f"local mode: created secrets in {secrets_file} (owner-only); set {PREFIX}* variables in production")
+    wanted = {name: make for name, make in needed.items() if not getattr(settings, name)}
+    stored, created = local_secrets(settings.data_dir, wanted)
+    if created:
+        say(f"local mode: created secrets in {Path(settings.data_dir) / 'secrets.json'} (owner-only); "
+            f"set {PREFIX}* variables in production")
+    updates = {name: stored[name] for name in wanted}
     return msgspec.structs.replace(settings, **updates) if updates else settings
+
+
+def local_secrets(data_dir: str, wanted: Mapping[str, Callable[[], str]]) -> tuple[dict[str, str], bool]:
+    """The local secrets file's values, with each of `wanted` that is missing made and kept.
+    Under an exclusive lock, and replaced whole (0600), so that instances starting together from
+    one data folder agree on every value and never read a half-written file."""
+    folder = Path(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "secrets.json"
+    with open(folder / "secrets.json.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored: dict[str, str] = msgspec.json.decode(path.read_bytes()) if path.exists() else {}
+        missing = [name for name in wanted if name not in stored]
+        if missing:
+            for name in missing:
+                stored[name] = wanted[name]()
+            fresh = path.with_suffix(".json.new")
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(msgspec.json.format(msgspec.json.encode(stored)))
+            os.replace(fresh, path)
+    return stored, bool(missing)

@@ -49,6 +49,14 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def insert_missing(conn, table: sa.Table, **values):
+    """INSERT that leaves an existing row (any unique key) as it is: ON CONFLICT DO NOTHING."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    return insert(table).values(**values).on_conflict_do_nothing()
+
+
 users = sa.Table(
     "users", metadata,
     sa.Column("user_id", sa.String(200), primary_key=True),

@@ -124,18 +124,28 @@ async def add_staff(settings, email: str, role: str, password: str, *, migrate_f
     engine = make_engine(settings.database)
     now = utcnow()
     try:
-        async with engine.begin() as conn:
-            row = (await conn.execute(sa.select(staff.c.id).where(staff.c.email == email))).first()
-            if row is None:
-                await conn.execute(staff.insert().values(email=email, role=role, password_hash=pw_hash,
-                                                         created_at=now, updated_at=now))
-            else:
-                await conn.execute(staff.update().where(staff.c.id == row.id).values(
-                    role=role, password_hash=pw_hash, disabled_at=None, updated_at=now))
-                # a new password ends the sessions opened with the old one
-                await conn.execute(staff_sessions.delete().where(staff_sessions.c.staff_id == row.id))
+        for last_try in (False, True):
+            try:
+                async with engine.begin() as conn:
+                    await _add_or_update(conn, email, role, pw_hash, now)
+                return
+            except IntegrityError:  # added meanwhile (two instances starting at once): update it
+                if last_try:
+                    raise
     finally:
         await engine.dispose()
+
+
+async def _add_or_update(conn, email: str, role: str, pw_hash: str, now) -> None:
+    row = (await conn.execute(sa.select(staff.c.id).where(staff.c.email == email))).first()
+    if row is None:
+        await conn.execute(staff.insert().values(email=email, role=role, password_hash=pw_hash,
+                                                 created_at=now, updated_at=now))
+        return
+    await conn.execute(staff.update().where(staff.c.id == row.id).values(
+        role=role, password_hash=pw_hash, disabled_at=None, updated_at=now))
+    # a new password ends the sessions opened with the old one
+    await conn.execute(staff_sessions.delete().where(staff_sessions.c.staff_id == row.id))
 
 
 async def disable_staff(settings, email: str) -> int:
