@@ -180,7 +180,7 @@ def local_secrets(data_dir: str, wanted: Mapping[str, Callable[[], str]]) -> tup
     folder = Path(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "secrets.json"
-    with open(folder / "secrets.json.lock", "a") as lock:
+    with open(path.with_suffix(".json.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         stored: dict[str, str] = msgspec.json.decode(path.read_bytes()) if path.exists() else {}
         missing = [name for name in wanted if name not in stored]

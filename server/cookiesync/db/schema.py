@@ -49,12 +49,16 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def insert_missing(conn, table: sa.Table, **values):
-    """INSERT that leaves an existing row (any unique key) as it is: ON CONFLICT DO NOTHING."""
+def dialect_insert(conn, table: sa.Table):
+    """The connection's own INSERT, which has ON CONFLICT (PostgreSQL and SQLite alike)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return insert(table).values(**values).on_conflict_do_nothing()
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def insert_missing(conn, table: sa.Table, **values):
+    """INSERT that leaves an existing row (any unique key) as it is: ON CONFLICT DO NOTHING."""
+    return dialect_insert(conn, table).values(**values).on_conflict_do_nothing()
 
 
 users = sa.Table(

@@ -4,10 +4,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import attempt_counts, incidents, links
+from cookiesync.db.schema import attempt_counts, dialect_insert, incidents, links
 from cookiesync.domain.reconnect.policy import State
 
 
@@ -35,8 +34,7 @@ def top_of_hour(at: datetime) -> datetime:
 async def count_attempt(conn, at: datetime, kind: str, outcome: str, n: int = 1) -> None:
     """`n` more attempts of `kind` that ended in `outcome` in the UTC hour of `at`. Call it in the
     transaction that writes the attempts' events, so an attempt is counted if and only if it is recorded."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     c = attempt_counts.c
-    stmt = insert(attempt_counts).values(hour=top_of_hour(at), kind=kind, outcome=outcome, count=n)
+    stmt = dialect_insert(conn, attempt_counts).values(hour=top_of_hour(at), kind=kind, outcome=outcome, count=n)
     await conn.execute(stmt.on_conflict_do_update(index_elements=[c.hour, c.kind, c.outcome],
                                                   set_={"count": c.count + stmt.excluded.count}))
