@@ -115,10 +115,10 @@ def build(settings: Settings) -> Litestar:
     stalls = Stalls()
 
     async def raise_rate_limit(app_: Litestar) -> None:
-        from cookiesync.domain.sync.services import RateLimiter
+        from cookiesync.caches import RateLimiter
 
         rt = app_.state.rt
-        rt.caches["sync_limiter"] = RateLimiter(limit=10**12, window_s=60)
+        rt.sync_limiter = RateLimiter(limit=10**12, window_s=60)
         rt_holder["rt"] = rt
         rt.spawn(stalls.tick())
 
@@ -144,7 +144,7 @@ def build(settings: Settings) -> Litestar:
             "attempts": attempts,
             "attempts_made": rt.runner.attempts_made,
             "inflight": len(rt.runner.inflight),
-            "caches": {k: len(getattr(v, "data", getattr(v, "hits", {}))) for k, v in rt.caches.items()},
+            "caches": rt.memory(),
             "rss_kb": _read_rss_kb(),
         }
 
@@ -176,10 +176,8 @@ def build(settings: Settings) -> Litestar:
         """Set the TTL of the device-token and link caches (clearing them); for the
         cold-cache figure, where every request misses as in production (one sync per
         device every ``sync_interval_s``, far longer than the TTL)."""
-        from cookiesync.domain.sync.services import _link_cache, _token_cache
-
         rt = rt_holder["rt"]
-        caches = (_token_cache(rt), _link_cache(rt))
+        caches = (rt.device_cache, rt.link_cache)
         defaults = rt_holder.setdefault("default_ttls", [c.ttl for c in caches])
         for cache, default in zip(caches, defaults):
             # without ttl_s: back to each cache's own default (the figures after this one use them)

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import links, utcnow
-from cookiesync.domain.sync import services, writer
+from cookiesync.domain.sync import services
+from cookiesync.domain.sync.models import Device, NewCookie
 from cookiesync.domain.sync.schemas import SyncIn
 from cookiesync.security import cookie_fingerprint, decrypt_cookies
 from tests.test_service import history
@@ -22,10 +23,10 @@ def in_service_loop(svc, coro):
     return asyncio.run_coroutine_threadsafe(coro, svc.rt.cookie_writer.task.get_loop()).result(timeout=30)
 
 
-def new_cookie(svc, device: services.Device, plain_id: str, li_at: str, now) -> writer.NewCookie:
+def new_cookie(svc, device: Device, plain_id: str, li_at: str, now) -> NewCookie:
     body = SyncIn(li_at=li_at, li_a=None, user_agent=UA, plain_id=plain_id, extension_version="1.0.0")
     fp = cookie_fingerprint(svc.settings.signing_secret, li_at, None, UA)
-    return writer.NewCookie(device, body, "127.0.0.9", fp, now)
+    return NewCookie(device, body, "127.0.0.9", fp, now)
 
 
 def link_row(svc, plain_id: str):
@@ -44,7 +45,7 @@ def test_a_batch_refreshes_in_bulk_and_sends_the_rest_through_the_policy(service
     token = connected_device(svc, simulator, "cw-1", "7201")
     before = link_row(svc, "7201")
     device = in_service_loop(svc, services.device_for_token(svc.rt, token))
-    ghost = services.Device("ghost-device", "no-such-user")  # its first sync cannot be stored
+    ghost = Device("ghost-device", "no-such-user")  # its first sync cannot be stored
     assert svc.rt.writes.available
     now = utcnow()
     jobs = [new_cookie(svc, device, "7201", "AQEDAR-refresh-one", now),
@@ -52,7 +53,7 @@ def test_a_batch_refreshes_in_bulk_and_sends_the_rest_through_the_policy(service
             new_cookie(svc, device, "7202", "AQEDAR-second-member", now),  # a first sync: a new link
             new_cookie(svc, device, "7201", "AQEDAR-refresh-two", now),
             new_cookie(svc, device, "7201", "AQEDAR-refresh-two", now)]  # the same again: unchanged
-    results = in_service_loop(svc, writer.write_together(svc.rt, jobs))
+    results = in_service_loop(svc, svc.rt.cookie_writes.together(jobs))
 
     (one, _d1, link_id, changed_1), (two, _d2, link_id_2, changed_2), (same, _d3, _l3, changed_3) = \
         results[0], results[3], results[4]
@@ -90,8 +91,8 @@ def test_a_cookie_for_a_link_in_an_incident_goes_through_the_policy(service, sim
                                                                                     incident_started_at=utcnow()))
     svc.db(disconnect)
     device = in_service_loop(svc, services.device_for_token(svc.rt, token))
-    out, attempt_now, _link, changed = in_service_loop(svc, writer.write_together(
-        svc.rt, [new_cookie(svc, device, "7301", "AQEDAR-fresh-for-incident", utcnow())]))[0]
+    out, attempt_now, _link, changed = in_service_loop(svc, svc.rt.cookie_writes.together(
+        [new_cookie(svc, device, "7301", "AQEDAR-fresh-for-incident", utcnow())]))[0]
     assert changed and attempt_now, "a fresh cookie for an incident: try now"
     assert out.next_sync_in_s <= 60
 

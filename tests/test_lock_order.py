@@ -4,15 +4,13 @@ time PostgreSQL broke the deadlock after deadlock_timeout, 1 s, and failed the b
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-
 import asyncpg
 import pytest
 
 from cookiesync.db.engine import make_engine, migrate
 from cookiesync.db.hot import _asyncpg_dsn
 from cookiesync.db.schema import links, users, utcnow
-from cookiesync.domain.sync.writer import BulkSQL
+from cookiesync.db.bulk import BulkSQL
 
 
 async def _two_links(engine) -> tuple[int, int]:
@@ -41,7 +39,7 @@ def test_a_new_cookie_batch_locks_its_links_in_id_order(postgres_url) -> None:
             # the batch names `high` first: locked in that order, it would wait on `high` holding nothing
             updates = [(b"blob", "k1", "f" * 64, "UA/1", "127.0.0.1", now, link_id) for link_id in (high, low)]
             history = [(now, "lock-user", link_id, "cookie_received", None, "{}") for link_id in (high, low)]
-            ((sql, (args,)),) = BulkSQL(SimpleNamespace(engine=engine)).writes(updates, history)
+            ((sql, (args,)),) = BulkSQL(engine.dialect.name).writes(updates, history)
 
             await holder.execute("BEGIN")
             await holder.execute("UPDATE links SET client_ip = 'held' WHERE id = $1", high)

@@ -7,7 +7,9 @@ import msgspec
 import sqlalchemy as sa
 
 from cookiesync.db.schema import devices
-from cookiesync.domain.sync import controllers, services
+from cookiesync.caches import RateLimiter
+from cookiesync.domain.sync import controllers, fast_lane
+from cookiesync.http import read_body, replay
 from tests.support.wait import wait_for
 from tests.test_service import history, settled, sim_script
 
@@ -20,13 +22,13 @@ class HandlerCalls:
 
     def __init__(self, monkeypatch) -> None:
         self.count = 0
-        real = controllers._device
+        real = controllers.admitted
 
         async def counted(*args, **kwargs):
             self.count += 1
             return await real(*args, **kwargs)
 
-        monkeypatch.setattr(controllers, "_device", counted)
+        monkeypatch.setattr(controllers, "admitted", counted)
 
 
 def handler_only(monkeypatch) -> None:
@@ -34,7 +36,7 @@ def handler_only(monkeypatch) -> None:
     async def decline(*_args):
         return None
 
-    monkeypatch.setattr(controllers, "_serve", decline)
+    monkeypatch.setattr(fast_lane, "serve", decline)
 
 
 def counter(svc, outcome: str) -> float:
@@ -116,7 +118,7 @@ def test_fast_lane_keeps_the_side_effects(service, simulator, monkeypatch) -> No
 
 def test_sync_rate_limit_holds(service, simulator, monkeypatch) -> None:
     token = connected_device(service, simulator, "fl-3", "7103")
-    service.rt.caches["sync_limiter"] = services.RateLimiter(limit=3, window_s=60)
+    service.rt.sync_limiter = RateLimiter(limit=3, window_s=60)
     calls = HandlerCalls(monkeypatch)
     answers = [service.sync(token, li_at=COOKIE, plain_id="7103") for _ in range(3)]
     assert [r.status_code for r in answers] == [200, 200, 200] and calls.count == 0
@@ -142,12 +144,12 @@ def test_the_lane_reads_a_body_in_many_messages_and_hands_every_one_on() -> None
             return next(source)
 
         kept: list = []
-        assert await controllers._read_body(receive, kept, 10) == b"abcde" and kept == messages
+        assert await read_body(receive, kept, 10) == b"abcde" and kept == messages
         # over the limit: the lane stops reading; the handler gets what was read, then the rest, in order
         source = iter(messages)
         kept = []
-        assert await controllers._read_body(receive, kept, 3) is None and kept == messages[:2]
-        replayed = controllers._replay(kept, receive)
+        assert await read_body(receive, kept, 3) is None and kept == messages[:2]
+        replayed = replay(kept, receive)
         assert [await replayed() for _ in messages] == messages
 
     asyncio.run(scenario())

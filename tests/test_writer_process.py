@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cookiesync.db.schema import utcnow
-from cookiesync.domain.sync import services, writer
+from cookiesync.domain.sync import services
 from cookiesync.domain.sync.writer_process import WriterProcess
 from cookiesync.security import decrypt_cookies
 from tests.test_cookie_writes import in_service_loop, link_row, new_cookie
@@ -60,7 +60,7 @@ def test_the_child_writes_a_batch_as_the_server_would(service, simulator) -> Non
             new_cookie(svc, device, "7402", "AQEDAR-child-new-member", now),  # a first sync: the server's
             new_cookie(svc, device, "7401", "AQEDAR-child-two", now),
             new_cookie(svc, device, "7401", "AQEDAR-child-two", now)]       # the same again: unchanged
-    results = in_service_loop(svc, writer.write_together(svc.rt, jobs))
+    results = in_service_loop(svc, svc.rt.cookie_writes.together(jobs))
     assert svc.rt.writer_process.batches == batches + 1, "the batch went to the child"
 
     (one, now_1, link_1, changed_1), (first, _n, _l, changed_new), (two, _n2, link_2, changed_2), \

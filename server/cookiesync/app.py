@@ -12,31 +12,18 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cookiesync.db.engine import current_revision, head_revision, make_engine
-from cookiesync.db.hot import HotReads, HotWrites
-from cookiesync.domain.email.outbox import Mailer
+from cookiesync.db.engine import current_revision, head_revision
 from cookiesync.domain.integrator.controllers import IntegratorController
-from cookiesync.domain.notifications.services import Notifier
 from cookiesync.domain.reconnect.controllers import ReconnectController
-from cookiesync.domain.reconnect.services import AttemptRunner
 from cookiesync.domain.support.api import SupportAPI
 from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
-from cookiesync.domain.sync.services import RevocationWatcher, Toucher
-from cookiesync.domain.sync.writer import cookie_writer
-from cookiesync.domain.sync.writer_process import WriterProcess
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
-from cookiesync.metrics import Metrics
-from cookiesync.runtime import Runtime
-from cookiesync.scheduler.sweep import Scheduler
-from cookiesync.security import KeyRing
+from cookiesync.runtime import SIM_API_KEY, SIM_MOUNT, Runtime, open_runtime, unipile_target
 from cookiesync.settings import Settings, ensure_local_secrets
-from cookiesync.unipile.client import UnipileClient
 
 log = logging.getLogger("cookiesync")
-SIM_MOUNT = "/unipile-sim"
-SIM_API_KEY = "sim-api-key"
 
 
 class Health(msgspec.Struct):
@@ -86,12 +73,6 @@ def internal_error(request: Request, exc: Exception) -> Response:
     return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
 
 
-def unipile_target(settings: Settings) -> tuple[str, str]:
-    if settings.unipile_simulated:
-        return settings.base_url + SIM_MOUNT, settings.unipile_api_key or SIM_API_KEY
-    return settings.unipile_dsn, settings.unipile_api_key
-
-
 def app_from_env() -> Litestar:
     """Factory for `uvicorn --factory` / several workers: settings from the environment."""
     return create_app(Settings.from_env())
@@ -115,65 +96,22 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
 
     @asynccontextmanager
     async def lifespan(app: Litestar):
-        engine = make_engine(settings.database)
-        dsn, key = unipile_target(settings)
-        metrics_ = Metrics()
-        # keep a connection per attempt in flight, and a few for calls outside the runner
-        unipile = UnipileClient(dsn, key, timeout_s=settings.unipile_timeout_s, on_call=metrics_.unipile_call,
-                                keep_alive=max(20, settings.unipile_concurrency + 8))
-        rt = Runtime(settings=settings, engine=engine, keyring=KeyRing(settings.encryption_keys), unipile=unipile,
-                     metrics=metrics_)
-        rt.runner = AttemptRunner(rt)
-        rt.mailer = Mailer(settings, engine, rt.instance_id)
-        rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s)
-        rt.cookie_writer = cookie_writer(rt)
-        rt.reads = HotReads(engine)
-        await rt.reads.start()
-        rt.writes = HotWrites(engine)
-        await rt.writes.start()
-        if settings.writer_process == "on" and rt.writes.available:
-            rt.writer_process = WriterProcess(settings)
-        rt.notifier = Notifier(rt)
-        watcher = RevocationWatcher(rt)
-        app.state.rt = rt
-        provide_runtime.rt = rt
-        scheduler = Scheduler(rt)
-        if settings.unipile_simulated:
-            log.warning("Unipile is SIMULATED (no COOKIESYNC_UNIPILE_DSN set): %s", dsn)
-        if not settings.smtp_enabled:
-            log.info("no SMTP configured: emails stay in the outbox")
-        if start_background:
-            rt.runner.start()
-            rt.toucher.start()
-            rt.cookie_writer.start()
-            watcher.start()
-            if settings.scheduler == "on":
-                scheduler.start()
-        # What import and start-up allocated lives as long as the process: move it out of the
-        # collector's reach, so a full collection scans only what requests allocate since
-        # (full collections otherwise paused the loop 70-100 ms under load; benchmarks/README).
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            if start_background:
-                if settings.scheduler == "on":
-                    await scheduler.stop()
-                await rt.cookie_writer.stop()
-                await rt.runner.stop()
-                await rt.toucher.stop()
-                await watcher.stop()
-            gc.unfreeze()  # an app built again in this process (tests) must not pin this one's objects
-            for task in list(rt.background):
-                task.cancel()
-            await unipile.aclose()
-            await rt.notifier.aclose()
-            await rt.reads.close()
-            await rt.writes.close()
-            if rt.writer_process is not None:
-                await rt.writer_process.close()
-            await engine.dispose()
+        async with open_runtime(settings, start_background=start_background) as rt:
+            app.state.rt = rt
+            provide_runtime.rt = rt
+            if settings.unipile_simulated:
+                log.warning("Unipile is SIMULATED (no COOKIESYNC_UNIPILE_DSN set): %s", unipile_target(settings)[0])
+            if not settings.smtp_enabled:
+                log.info("no SMTP configured: emails stay in the outbox")
+            # What import and start-up allocated lives as long as the process: move it out of the
+            # collector's reach, so a full collection scans only what requests allocate since
+            # (full collections otherwise paused the loop under load; README, Benchmarks).
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()  # an app built again in this process (tests) must not pin this one's objects
 
     return Litestar(
         route_handlers=route_handlers,

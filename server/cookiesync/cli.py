@@ -197,7 +197,7 @@ async def register_webhook(s: Settings, unipile) -> str:
 
 
 def cmd_register_webhook(args) -> None:
-    from cookiesync.app import unipile_target
+    from cookiesync.runtime import unipile_target
     from cookiesync.unipile.client import UnipileClient, UnipileError
 
     s = _settings()

@@ -1,10 +1,14 @@
-"""Request helpers shared by the controllers: client IP, bearer tokens, rate limits."""
+"""Request helpers shared by the controllers and the ASGI middleware: client IP, bearer
+tokens, the rate limit's answer, reading a body from ASGI messages and replaying it."""
 from __future__ import annotations
 
 import ipaddress
 
 from litestar import Request
 from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.types import Message, Receive
+
+MISSING_BEARER = "missing bearer token (Authorization: Bearer <token>)"
 
 
 class TooManyRequests(HTTPException):
@@ -46,7 +50,7 @@ def client_ip_from(peer: str | None, forwarded_for, trusted) -> str | None:
 def bearer_token(request: Request) -> str:
     token = bearer_from(request.headers.get("authorization", ""))
     if token is None:
-        raise NotAuthorizedException(detail="missing bearer token (Authorization: Bearer <token>)")
+        raise NotAuthorizedException(detail=MISSING_BEARER)
     return token
 
 
@@ -54,3 +58,31 @@ def bearer_from(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+async def read_body(receive: Receive, messages: list[Message], limit: int) -> bytes | None:
+    """The whole body, or None when it is over `limit` or the client left; every message
+    read is kept in `messages`, for `replay` to hand on."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` again from the start: the messages already read, then the rest."""
+    pending = iter(messages)
+
+    async def replayed() -> Message:
+        return next(pending, None) or await receive()
+
+    return replayed

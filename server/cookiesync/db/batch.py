@@ -5,7 +5,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable, Generic, TypeVar
 
-from cookiesync.runtime import BackgroundLoop
+from cookiesync.background import BackgroundLoop
 
 log = logging.getLogger("cookiesync.db")
 

@@ -17,7 +17,7 @@ from cookiesync.db.schema import api_keys, devices, events, incidents, links, no
 from cookiesync.domain.integrator.schemas import USER_ID_PATTERN, AccountOut, AccountsOut, EraseOut, PairingCodeOut, \
     UserIn, UserOut
 from cookiesync.domain.reconnect.services import add_event
-from cookiesync.domain.sync.services import TTLCache, forget_user
+from cookiesync.domain.sync.services import forget_user
 from cookiesync.http import bearer_token
 from cookiesync.runtime import Runtime
 from cookiesync.security import hash_token, new_pairing_code, normalize_pairing_code
@@ -30,7 +30,7 @@ UserId = Annotated[str, Parameter(pattern=USER_ID_PATTERN, description="the inte
 async def require_api_key(rt: Runtime, request: Request) -> str:
     """Returns the key's name (for the audit trail)."""
     token_hash = hash_token(bearer_token(request))
-    cache = rt.cache("api_keys", lambda: TTLCache(rt.settings.token_cache_ttl_s))
+    cache = rt.api_key_cache
     name = cache.get(token_hash)
     if name is None:
         async with reader(rt.engine) as conn:

@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,11 +26,23 @@ from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.policy import State
 from cookiesync.domain.support.stats import count_attempt, top_of_hour
-from cookiesync.runtime import BackgroundLoop
+from cookiesync.background import BackgroundLoop
 from cookiesync.security import DecryptError, decrypt_cookies
 from cookiesync.unipile.client import AuthResult, CookieCredentials
 
+if TYPE_CHECKING:
+    from cookiesync.settings import Settings
+
 log = logging.getLogger("cookiesync.reconnect")
+
+
+def policy_config(s: Settings) -> policy.Config:
+    """The policy's durations, from the settings."""
+    return policy.Config(
+        retry_interval=timedelta(seconds=s.retry_interval_s),
+        retry_count=s.retry_count,
+        max_incident_age=timedelta(seconds=s.max_incident_age_s),
+    )
 
 
 def to_policy(row: Any) -> policy.Link:
@@ -152,9 +164,7 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
             values.update(incident_id=incident_id, attempts_in_incident=0)
     if values:
         queue.link(row.id, values)
-        link_cache = rt.caches.get("links")
-        if link_cache is not None:  # the sync fast path answers with the state: let it re-read
-            link_cache.drop((row.user_id, row.plain_id))
+        rt.link_cache.drop((row.user_id, row.plain_id))  # the sync path answers with the state: let it re-read
 
     queue.event(user_id=row.user_id, link_id=row.id, kind=event_kind,
                 data=event_payload(row, decision, data, incident_id), actor=actor, at=now)

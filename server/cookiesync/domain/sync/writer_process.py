@@ -1,16 +1,17 @@
-"""The new-cookie bulk write in a process of its own.
+"""The new-cookie bulk write in a process of its own: the transport, nothing of the plan.
 
 In the server's process, the bulk write's Python (the policy, the encryption, binding the
 rows) and the event loop took turns on one interpreter lock: with every sync carrying a
 new cookie, the two threads together held it nearly all the time, and each hand-over left
-it idle. Here the same `writer._plan` runs, on the same kind of connection
+it idle. Here the same `writer.write_in_bulk` runs, on the same kind of connection
 (`db.hot.HotWrites`), in a child process with its own lock; the server's loop only sends
 each batch down a pipe and reads the answers back.
 
 Frames on the child's stdin and stdout: a 4-byte length, then msgpack. First the
-settings, answered by READY; then batches, each with a number its answer repeats (so a
-caller that stops waiting cannot shift the answers of the next). The child ends when its
-stdin closes, so it also ends with a server that was killed.
+settings, answered by READY; then batches of `models.NewCookie`, each with a number its
+answer repeats (so a caller that stops waiting cannot shift the answers of the next),
+answered by `models.CookieResult`s. The child ends when its stdin closes, so it also ends
+with a server that was killed.
 
 A batch whose answer never comes (the child died, the pipe broke) fails as a whole, and
 `GroupCommit` writes its cookies one by one in the server: a cookie the child did commit
@@ -25,18 +26,18 @@ import os
 import struct
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 import msgspec
 
+from cookiesync.db.bulk import BulkSQL
 from cookiesync.db.engine import make_engine
 from cookiesync.db.hot import HotWrites
+from cookiesync.domain.reconnect import policy
+from cookiesync.domain.reconnect.services import policy_config
 from cookiesync.domain.sync import writer
-from cookiesync.domain.sync.schemas import SyncIn, SyncOut
-from cookiesync.domain.sync.services import Device
+from cookiesync.domain.sync.models import CookieResult, NewCookie
 from cookiesync.logs import configure_logging
-from cookiesync.runtime import NamedCaches, policy_config
 from cookiesync.security import KeyRing
 from cookiesync.settings import Settings
 
@@ -47,30 +48,14 @@ _LENGTH = struct.Struct(">I")
 RESTART_AFTER_S = 30.0  # after a failed start or a lost child, the server's own path meanwhile
 
 
-class Job(msgspec.Struct, array_like=True):
-    device_id: str
-    user_id: str
-    body: SyncIn
-    ip: str | None
-    fingerprint: str
-    now: datetime
-
-
-class Done(msgspec.Struct, array_like=True):
-    out: SyncOut
-    attempt_now: bool
-    link_id: int
-    changed: bool
-
-
 class Batch(msgspec.Struct, array_like=True):
     number: int
-    jobs: list[Job]
+    jobs: list[NewCookie]
 
 
 class Reply(msgspec.Struct, array_like=True):
     number: int
-    results: list[Done | None] | None = None  # None: left to the server's one-by-one path
+    results: list[CookieResult | None] | None = None  # None: left to the server's one-by-one path
     error: str | None = None                   # the batch's error type; nothing of it was written
 
 
@@ -88,12 +73,14 @@ def _frame(payload: bytes) -> bytes:
 
 # --- the server's side ----------------------------------------------------------------------------
 class WriterProcess:
-    """The child, as the server's `GroupCommit` sees it. Started on the first batch, in the
-    background (a cookie that arrives before it is ready is written by the server itself),
-    so an app that never receives a new cookie never starts one."""
+    """The child, as the server's cookie writer sees it (a `writer.Bulk`). Started on the first
+    batch, in the background, so an app that never receives a new cookie never starts one. A
+    batch that comes while it is not running (starting, or lost and not yet restarted) goes to
+    `fallback`, the server's own bulk write (None: one by one)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fallback: writer.Bulk | None = None) -> None:
         self.settings = settings
+        self.fallback = fallback
         self.proc: asyncio.subprocess.Process | None = None
         self.starting: asyncio.Task | None = None
         self.failed_at: float | None = None
@@ -148,14 +135,16 @@ class WriterProcess:
         finally:
             self.starting = None
 
-    async def write(self, jobs: list) -> list[tuple | None]:
-        """Each job's (answer, attempt now, link id, changed), or None for a cookie the server
-        must write itself (a state change for the policy's `apply_event`)."""
+    async def write(self, jobs: list[NewCookie]) -> list[CookieResult | None]:
+        """Each job's result, or None for a cookie the server must write itself (a state change
+        for the policy's `apply_event`)."""
+        self.ensure_started()
+        if self.proc is None:
+            return [None] * len(jobs) if self.fallback is None else await self.fallback.write(jobs)
         proc, number = self.proc, next(self.numbers)
         answer = self.waiting[number] = asyncio.get_running_loop().create_future()
         try:
-            proc.stdin.write(_frame(self.encode(Batch(number, [
-                Job(j.device.id, j.device.user_id, j.body, j.ip, j.fingerprint, j.now) for j in jobs]))))
+            proc.stdin.write(_frame(self.encode(Batch(number, jobs))))
             await proc.stdin.drain()
             reply: Reply = await answer
         except (OSError, RuntimeError) as exc:  # a broken pipe, or the child lost while we waited
@@ -166,7 +155,7 @@ class WriterProcess:
         self.batches += 1
         if reply.error is not None:
             raise BatchFailed(f"the cookie writer rolled the batch back ({reply.error})")
-        return [None if r is None else (r.out, r.attempt_now, r.link_id, r.changed) for r in reply.results]
+        return reply.results
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
         try:
@@ -234,16 +223,13 @@ async def _end(proc: asyncio.subprocess.Process, wait_s: float) -> None:
 
 # --- the child's side ------------------------------------------------------------------------------
 @dataclass
-class ChildRuntime(NamedCaches):
-    """What `writer._plan` reads of the server's `Runtime`."""
+class ChildRuntime:
+    """The child's `writer.WriterContext`: what the bulk plan reads of the server's `Runtime`."""
     settings: Settings
     keyring: KeyRing
     writes: HotWrites
-    caches: dict = field(default_factory=dict)
-
-    @property
-    def policy_config(self):
-        return policy_config(self.settings)
+    bulk_sql: BulkSQL
+    policy_config: policy.Config
 
 
 async def _serve(frames_in: int, frames_out) -> None:
@@ -259,7 +245,8 @@ async def _serve(frames_in: int, frames_out) -> None:
     engine = make_engine(settings.database)
     hot = HotWrites(engine)
     await hot.start()
-    rt = ChildRuntime(settings, KeyRing(settings.encryption_keys), hot)
+    rt = ChildRuntime(settings, KeyRing(settings.encryption_keys), hot, BulkSQL(engine.dialect.name),
+                      policy_config(settings))
     decode = msgspec.msgpack.Decoder(Batch).decode
     encode = msgspec.msgpack.Encoder().encode
     frames_out.write(_frame(READY))
@@ -279,9 +266,7 @@ async def _serve(frames_in: int, frames_out) -> None:
 
 async def _write(rt: ChildRuntime, batch: Batch) -> Reply:
     try:
-        results = await writer.write_in_bulk(rt, [
-            writer.NewCookie(Device(j.device_id, j.user_id), j.body, j.ip, j.fingerprint, j.now) for j in batch.jobs])
-        return Reply(batch.number, results=[None if r is None else Done(*r) for r in results])
+        return Reply(batch.number, results=await writer.write_in_bulk(rt, batch.jobs))
     except Exception as exc:  # its type only: a driver's message may quote a value
         log.warning("cookie writer: a batch was rolled back (%s)", type(exc).__name__)
         return Reply(batch.number, error=type(exc).__name__)
