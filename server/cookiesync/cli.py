@@ -1,4 +1,4 @@
-"""`cookiesync` command line: serve, migrate, keys, API keys, staff, Unipile set-up."""
+"""`cookiesync` command line: serve, migrate, keys, API keys, staff, Unipile set-up, settings docs."""
 from __future__ import annotations
 
 import argparse
@@ -245,6 +245,25 @@ def cmd_staff_disable(args) -> None:
     print(f"disabled {n} staff account(s)")
 
 
+# --- settings documentation ----------------------------------------------------
+def cmd_settings_docs(args) -> None:
+    from pathlib import Path
+
+    from cookiesync import settings_docs
+
+    root = Path(args.root) if args.root else settings_docs.ROOT
+    if not (root / settings_docs.README).is_file():
+        raise SystemExit(f"no {settings_docs.README} in {root}: give the repository with --root")
+    if args.check:
+        stale = settings_docs.stale(root)
+        if stale:
+            raise SystemExit(f"out of date with the Settings fields: {', '.join(stale)} (run `make docs`)")
+        print(f"{settings_docs.README} and {settings_docs.ENV_EXAMPLE} match the Settings fields")
+        return
+    changed = settings_docs.write(root)
+    print(f"wrote {', '.join(changed)}" if changed else "settings docs were up to date")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="cookiesync", description="Keep LinkedIn accounts connected to Unipile.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -290,6 +309,12 @@ def main(argv: list[str] | None = None) -> None:
     sd = st.add_parser("disable", help="disable a staff member")
     sd.add_argument("email")
     sd.set_defaults(fn=cmd_staff_disable)
+
+    sdoc = sub.add_parser("settings-docs", help="write the README's settings table and the env example "
+                          "from the Settings fields")
+    sdoc.add_argument("--check", action="store_true", help="write nothing; fail naming each stale file")
+    sdoc.add_argument("--root", help="the repository (default: the one this package is in)")
+    sdoc.set_defaults(fn=cmd_settings_docs)
 
     args = p.parse_args(argv)
     args.fn(args)

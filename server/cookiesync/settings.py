@@ -5,75 +5,166 @@
 """
 from __future__ import annotations
 
+import difflib
 import fcntl
 import ipaddress
+import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Annotated, Callable, Literal, Mapping
 
 import msgspec
 
 PREFIX = "COOKIESYNC_"
 SIMULATED = "simulated"
 
+# COOKIESYNC_* variables the project itself reads that are not settings, so that `from_env` does not
+# take them for misspelled settings.
+NOT_SETTINGS = frozenset({
+    PREFIX + "TEST_POSTGRES_URL",    # tests/conftest.py: the PostgreSQL server the tests use
+    PREFIX + "BENCH_SETTINGS",       # benchmarks/app.py: the settings file granian's app factory reads
+    PREFIX + "BENCH_PLAIN_UVICORN",  # benchmarks/app.py: uvicorn's own HTTP protocol, for comparison
+})
+
+log = logging.getLogger("cookiesync")
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
+# Marks in a field's `msgspec.Meta(extra=...)`, for the documentation only: `settings_docs` shows them
+# in the README's table and the env example. SECRET: a value to keep out of logs and version control.
+# REQUIRED: one that `ensure_local_secrets` refuses production without (tests/test_settings_docs.py
+# holds the marks to that list).
+SECRET = {"secret": True}
+REQUIRED = {"required_in_production": True}
+REQUIRED_SECRET = SECRET | REQUIRED
+
+
 class Settings(msgspec.Struct, kw_only=True):
-    mode: Literal["local", "production"] = "local"
-    data_dir: str = "./data"
-    database_url: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    public_url: str = ""
+    """Every setting, each read from `COOKIESYNC_<NAME>`. The descriptions are the documentation:
+    `cookiesync settings-docs` (`make docs`) renders them into README.md and deploy/cookiesync.env.example.
+    The blank-line groups below are the sections of the env example (settings_docs.SECTIONS)."""
 
-    unipile_dsn: str = ""
-    unipile_api_key: str = ""
-    unipile_timeout_s: float = 20.0
-    webhook_secret: str = ""
-    webhook_header: str = "Unipile-Auth"
-    hosted_auth_secret: str = ""
+    mode: Annotated[Literal["local", "production"], msgspec.Meta(description=(
+        "`local` or `production`. Local mode generates missing secrets into the data folder and adds a demo "
+        "user. Production refuses to start without its secrets, a database URL and a real Unipile DSN and "
+        "key, and refuses `COOKIESYNC_*` variables that name no setting (local mode warns about them)."))] = "local"
+    data_dir: Annotated[str, msgspec.Meta(description=(
+        "Folder for the generated local secrets (`secrets.json`, owner-only) and the default SQLite file."))] = "./data"
+    database_url: Annotated[str, msgspec.Meta(description=(
+        "SQLAlchemy URL of the database: `sqlite+aiosqlite:///…` or `postgresql+asyncpg://…`. "
+        "Unset: SQLite in the data folder (`cookiesync.db`)."), extra=REQUIRED)] = ""
+    host: Annotated[str, msgspec.Meta(description="Address `cookiesync serve` listens on.")] = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(description="TCP port `cookiesync serve` listens on.")] = 8000
+    workers: Annotated[int, msgspec.Meta(description=(
+        "uvicorn worker processes of `cookiesync serve`. More than one needs a real Unipile "
+        "(the bundled simulator keeps its state in one process)."))] = 1
+    public_url: Annotated[str, msgspec.Meta(description=(
+        "This service's public base URL, used in email links and the hosted-auth `notify_url`. "
+        "Unset: `http://HOST:PORT`."))] = ""
 
-    smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_tls: Literal["none", "starttls", "tls"] = "none"
-    email_from: str = "cookiesync <noreply@localhost>"
+    unipile_dsn: Annotated[str, msgspec.Meta(description=(
+        "Unipile base URL, e.g. `https://api8.unipile.com:13851` (`/api/v1` is appended). "
+        "Unset or `simulated`: the bundled Unipile simulator (SIMULATED)."), extra=REQUIRED)] = ""
+    unipile_api_key: Annotated[str, msgspec.Meta(description=(
+        "Unipile access token, sent as `X-API-KEY`."), extra=REQUIRED_SECRET)] = ""
+    unipile_timeout_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds one Unipile call may take in all, from connecting to the last byte."))] = 20.0
+    webhook_secret: Annotated[str, msgspec.Meta(description=(
+        "Value of the secret header Unipile sends on account-status webhooks. "
+        "Local mode: generated."), extra=REQUIRED_SECRET)] = ""
+    webhook_header: Annotated[str, msgspec.Meta(description=(
+        "Name of the header that carries `COOKIESYNC_WEBHOOK_SECRET`."))] = "Unipile-Auth"
+    hosted_auth_secret: Annotated[str, msgspec.Meta(description=(
+        "Secret in the query of the hosted-auth `notify_url`, so only Unipile can report a finished "
+        "reconnect. Local mode: generated."), extra=REQUIRED_SECRET)] = ""
 
-    retry_interval_s: float = 3600.0
-    retry_count: int = 4
-    max_incident_age_s: float = 86400.0
-    sweep_interval_s: float = 30.0
-    sweep_lease_s: float = 120.0
-    attempt_lease_s: float = 90.0
-    unipile_concurrency: int = 8
-    stale_cookie_s: float = 86400.0
-    scheduler: Literal["on", "off"] = "on"
-    writer_process: Literal["on", "off"] = "on"  # new cookies' bulk writes in a child process
-    trusted_proxies: str = ""
+    smtp_host: Annotated[str, msgspec.Meta(description=(
+        "SMTP server for user emails. Unset: emails stay in the outbox, where staff can read them."))] = ""
+    smtp_port: Annotated[int, msgspec.Meta(description="SMTP server's port.")] = 25
+    smtp_username: Annotated[str, msgspec.Meta(description="SMTP login; unset: no login.")] = ""
+    smtp_password: Annotated[str, msgspec.Meta(description="SMTP password.", extra=SECRET)] = ""
+    smtp_tls: Annotated[Literal["none", "starttls", "tls"], msgspec.Meta(description=(
+        "`none`, `starttls` (upgrade a plain connection) or `tls` (TLS from the start, usually port 465)."))] = "none"
+    email_from: Annotated[str, msgspec.Meta(description=(
+        "`From:` address of user emails."))] = "cookiesync <noreply@localhost>"
 
-    integrator_webhook_url: str = ""
-    integrator_webhook_secret: str = ""
-    notify_retry_base_s: float = 5.0
+    retry_interval_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds between scheduled reconnect attempts of a disconnected account."))] = 3600.0
+    retry_count: Annotated[int, msgspec.Meta(description=(
+        "Scheduled reconnect attempts after the first one."))] = 4
+    max_incident_age_s: Annotated[float, msgspec.Meta(description=(
+        "When only transient (Unipile/LinkedIn) failures happen: seconds after which a reconnect gives up "
+        "and emails the user."))] = 86400.0
+    sweep_interval_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds between runs of the scheduler's sweep (due attempts, emails, notifications)."))] = 30.0
+    sweep_lease_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds an instance holds the sweep's leadership; if it stops renewing, another instance "
+        "takes over after this."))] = 120.0
+    attempt_lease_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds one reconnect attempt or email is leased to an instance; a crashed one is retried after "
+        "this. At least `COOKIESYNC_UNIPILE_TIMEOUT_S` + 1 s (checked at start), so no lease ends during "
+        "a Unipile call."))] = 90.0
+    unipile_concurrency: Annotated[int, msgspec.Meta(description=(
+        "Reconnect attempts in flight towards Unipile at once, per instance."))] = 8
+    stale_cookie_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds since the last cookie after which a link counts as stale: its email asks the user to "
+        "check the extension, and the support console flags it."))] = 86400.0
+    scheduler: Annotated[Literal["on", "off"], msgspec.Meta(description=(
+        "`on` or `off`: whether this instance takes part in the sweep."))] = "on"
+    writer_process: Annotated[Literal["on", "off"], msgspec.Meta(description=(
+        "`on` or `off`: new cookies' bulk writes in a child process of the server, "
+        "or in the server's own process."))] = "on"
+    trusted_proxies: Annotated[str, msgspec.Meta(description=(
+        "Comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` is believed. "
+        "Unset: the peer address is the client's."))] = ""
 
-    max_accounts_per_user: int = 1
-    sync_interval_s: int = 900
-    cookie_repeat_window_s: float = 3600.0
-    touch_flush_s: float = 1.0          # last-seen times are written at most this often
-    pairing_code_ttl_s: int = 900
-    reconnect_link_ttl_s: int = 7 * 86400
-    token_cache_ttl_s: float = 5.0
-    link_cache_ttl_s: float = 60.0
-    max_body_bytes: int = 16384
-    encryption_keys: str = ""
-    signing_secret: str = ""
-    log_level: str = "INFO"
-    log_format: Literal["auto", "text", "json"] = "auto"
+    integrator_webhook_url: Annotated[str, msgspec.Meta(description=(
+        "Where link changes (connected, needs_user, checkpoint, disabled) are POSTed, signed "
+        "(Standard Webhooks). Unset: none are sent."))] = ""
+    integrator_webhook_secret: Annotated[str, msgspec.Meta(description=(
+        "Signing secret(s) `whsec_…` of those webhooks; several, space- or comma-separated, "
+        "during a rotation."), extra=SECRET)] = ""
+    notify_retry_base_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds before the first retry of a failed notification (×4 each time, at most 6 h, "
+        "10 attempts)."))] = 5.0
+
+    max_accounts_per_user: Annotated[int, msgspec.Meta(description=(
+        "LinkedIn members connected automatically per user; further members are stored, not connected."))] = 1
+    sync_interval_s: Annotated[int, msgspec.Meta(description=(
+        "Seconds the extension is told to wait between syncs (`next_sync_in_s`; at most 60 while a "
+        "connect or reconnect is under way)."))] = 900
+    cookie_repeat_window_s: Annotated[float, msgspec.Meta(description=(
+        "Unchanged cookies are counted, and written to the history once per window of this many seconds."))] = 3600.0
+    touch_flush_s: Annotated[float, msgspec.Meta(description=(
+        "Last-seen times of unchanged syncs are written in one transaction at most this often, in seconds "
+        "(a crash loses at most this much of them)."))] = 1.0
+    pairing_code_ttl_s: Annotated[int, msgspec.Meta(description=(
+        "Seconds a pairing code stays valid."))] = 900
+    reconnect_link_ttl_s: Annotated[int, msgspec.Meta(description=(
+        "Seconds the reconnect link in emails stays valid."))] = 7 * 86400
+    token_cache_ttl_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds a device-token or API-key lookup is cached: a revocation takes effect within this on "
+        "every instance."))] = 5.0
+    link_cache_ttl_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds a sync's lookup of its link (state, cookie fingerprint) is cached per instance: a change "
+        "made on another instance is seen within this."))] = 60.0
+    max_body_bytes: Annotated[int, msgspec.Meta(description=(
+        "Largest request body in bytes; larger ones are answered 413."))] = 16384
+    encryption_keys: Annotated[str, msgspec.Meta(description=(
+        "Cookie key ring, comma-separated `kid:base64(32 bytes)` entries, newest first "
+        "(`cookiesync keys rotate` re-encrypts under the newest). Local mode: generated."),
+        extra=REQUIRED_SECRET)] = ""
+    signing_secret: Annotated[str, msgspec.Meta(description=(
+        "Signs reconnect links and staff CSRF tokens, keys cookie fingerprints. Local mode: generated."),
+        extra=REQUIRED_SECRET)] = ""
+    log_level: Annotated[str, msgspec.Meta(description=(
+        "Log level of the `cookiesync` loggers: `DEBUG`, `INFO`, `WARNING` or `ERROR`."))] = "INFO"
+    log_format: Annotated[Literal["auto", "text", "json"], msgspec.Meta(description=(
+        "`text`, `json` (one object per line), or `auto`: JSON in production, text in local mode."))] = "auto"
 
     @property
     def effective_log_format(self) -> str:
@@ -128,7 +219,7 @@ class Settings(msgspec.Struct, kw_only=True):
             if raw is not None and raw != "":
                 values[field.name] = raw
         try:
-            return msgspec.convert(values, cls, strict=False)
+            settings = msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as exc:
             # "Expected `int`, got `str` - at `$.port`" -> name the variable
             message = str(exc)
@@ -137,6 +228,27 @@ class Settings(msgspec.Struct, kw_only=True):
                 message = message.rsplit(" - at", 1)[0]
                 raise SettingsError(f"{PREFIX}{name.upper()}: {message}") from None
             raise SettingsError(message) from None
+        unknown = unknown_variables(env)
+        if unknown:
+            # a misspelled setting would otherwise leave its default in force without a word
+            if settings.mode == "production":
+                raise SettingsError(f"{unknown}; production mode refuses to start with them")
+            log.warning("%s; ignored", unknown)
+        return settings
+
+
+def unknown_variables(env: Mapping[str, str]) -> str:
+    """The `COOKIESYNC_*` variables of `env` that name no setting, each with the closest setting, or
+    "" if there are none. Names only: the value of a misspelled secret must not reach the log. An
+    empty variable is left out, as `from_env` reads an empty value as unset."""
+    names = [f.name for f in msgspec.structs.fields(Settings)]
+    known = {PREFIX + name.upper() for name in names} | NOT_SETTINGS
+    found = []
+    for var in sorted(k for k, v in env.items() if k.startswith(PREFIX) and k not in known and v != ""):
+        # compared without the prefix, which every name shares and would make anything look close
+        close = difflib.get_close_matches(var[len(PREFIX):].lower(), names, n=1)
+        found.append(f"{var} (did you mean {PREFIX}{close[0].upper()}?)" if close else f"{var} (no setting is close)")
+    return "variables that name no setting: " + ", ".join(found) if found else ""
 
 
 def ensure_local_secrets(settings: Settings, say=print) -> Settings:
