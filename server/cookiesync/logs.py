@@ -72,7 +72,7 @@ class TextFormatter(logging.Formatter):
 def request_id_middleware(app):
     """ASGI middleware: take a sane X-Request-ID or make one; echo it; tag every log line.
     Made ids are a per-process random prefix and a counter: unique across instances
-    without a system call per request (os.urandom costs ~10 µs here)."""
+    without a system call per request (os.urandom is one)."""
     prefix = secrets.token_hex(4)
     counter = itertools.count(1)
 

@@ -2,8 +2,8 @@
 
 One change to uvicorn's HTTP protocol: the response head and body, which the ASGI
 app hands over as two messages in the same event-loop step, reach the socket in
-one write instead of two. On this machine kind a socket write costs ~10 µs of
-system time, as much as a quarter of a cached sync (benchmarks/README).
+one write instead of two: each socket write is a system call, a large share of what a
+cached sync costs (README, Benchmarks).
 """
 from __future__ import annotations
 

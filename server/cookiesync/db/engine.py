@@ -33,7 +33,7 @@ def sqlite_session(dbapi_conn) -> None:
 def make_engine(url: str, **kwargs) -> AsyncEngine:
     """`hide_parameters`: a failed statement's error (which may be logged) names no bound values:
     encrypted cookies, addresses, emails and hashes stay out of logs. History data is
-    written and read as JSON by msgspec: 8x faster than the json module, per history row."""
+    written and read as JSON by msgspec, several times faster than the json module per history row."""
     kwargs.setdefault("json_serializer", to_json)
     kwargs.setdefault("json_deserializer", msgspec.json.decode)
     if url.startswith("sqlite"):

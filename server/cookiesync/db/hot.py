@@ -180,7 +180,7 @@ class HotWrites:
         only compute. The writes are whole or not at all. On SQLite the read is in their
         transaction, which holds the write lock from the start. On PostgreSQL the read comes
         first, on its own, and a single write statement commits on its own: two round trips
-        instead of five, each of which waited for the busy event loop (0.7 ms under load). That
+        instead of five, each of which waited for the busy event loop under load. That
         is no less safe: at READ COMMITTED a read inside the writes' transaction is not protected
         either; a commit landing between the read and the write goes unseen by the decision
         both ways."""
