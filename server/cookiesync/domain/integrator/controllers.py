@@ -21,7 +21,7 @@ Actor = NamedDependency[str]
 UserId = Annotated[str, Parameter(pattern=USER_ID_PATTERN, description="the integrator's own user id")]
 
 
-async def api_key_actor(request: Request, rt: RT) -> str:
+async def require_api_key(request: Request, rt: RT) -> str:
     """The controller's dependency: the calling key's name for the audit trail, or 401.
     Litestar resolves dependencies before it validates the handler's parameters, so a request
     without a valid key answers 401 whatever else is wrong with it (as the support API does)."""
@@ -32,13 +32,14 @@ async def api_key_actor(request: Request, rt: RT) -> str:
 
 
 def no_such_user(request: Request, exc: services.NoSuchUser) -> Response:
+    """Answers exactly as a raised NotFoundException would: Litestar's own 404 body."""
     return create_exception_response(request, NotFoundException(detail=str(exc)))
 
 
 class IntegratorController(Controller):
     path = "/v1/users"
     tags = ["integrator"]
-    dependencies = {"actor": Provide(api_key_actor)}
+    dependencies = {"actor": Provide(require_api_key)}
     exception_handlers = {services.NoSuchUser: no_such_user}
 
     @put("/{user_id:str}", summary="Create or update a user")
