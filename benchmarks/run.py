@@ -167,7 +167,7 @@ class Service:
         self.engine = None
 
     def start(self) -> None:
-        from cookiesync.cli import _apikey_create
+        from cookiesync.domain.integrator.services import create_api_key
         from cookiesync.db.engine import migrate
         from cookiesync.settings import Settings, ensure_local_secrets
 
@@ -184,7 +184,7 @@ class Service:
         settings = msgspec.structs.replace(settings, **self.overrides)
         self.settings = ensure_local_secrets(settings, say=lambda m: None)
         migrate(url)
-        self.api_key = asyncio.run(_apikey_create(self.settings, "bench"))
+        self.api_key = asyncio.run(create_api_key(self.settings, "bench"))
         (self.workdir / "settings.json").write_bytes(msgspec.json.encode(self.settings))
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.log = open(self.workdir / "server.log", "ab")

@@ -132,7 +132,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 def start_service(settings: Settings, port: int | None = None) -> Service:
     from cookiesync.app import create_app
-    from cookiesync.cli import _apikey_create
+    from cookiesync.domain.integrator.services import create_api_key
     from cookiesync.db.engine import migrate
     from cookiesync.settings import ensure_local_secrets
 
@@ -140,7 +140,7 @@ def start_service(settings: Settings, port: int | None = None) -> Service:
     settings = msgspec.structs.replace(settings, port=port, public_url=f"http://127.0.0.1:{port}")
     settings = ensure_local_secrets(settings, say=lambda m: None)
     migrate(settings.database)
-    key = asyncio.run(_apikey_create(settings, "tests"))
+    key = asyncio.run(create_api_key(settings, "tests"))
     server = ServerThread(create_app(settings), port=port).start()
     return Service(settings, server, key)
 

@@ -813,10 +813,10 @@ def test_revoke_device(console, op) -> None:
 
 # --- API keys, OpenAPI -------------------------------------------------------------------------------
 def _key_with_scopes(svc, scopes: str) -> str:
-    from cookiesync.cli import _apikey_create
+    from cookiesync.domain.integrator.services import create_api_key
 
     name = unique("key")
-    key = asyncio.run(_apikey_create(svc.settings, name))
+    key = asyncio.run(create_api_key(svc.settings, name))
 
     async def q(conn):
         await conn.execute(api_keys.update().where(api_keys.c.name == name).values(scopes=scopes))

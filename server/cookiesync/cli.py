@@ -36,34 +36,16 @@ def _safe_url(url: str) -> str:
 async def _demo(s: Settings) -> tuple[str, str, str, str]:
     """Local mode only: a demo user, an integrator API key and a support operator (both kept in the
     data dir), and a fresh pairing code."""
-    from datetime import timedelta
-
-    from cookiesync.db.engine import make_engine
-    from cookiesync.db.schema import api_keys, insert_missing, pairing_codes, users, utcnow
-    from cookiesync.security import hash_token, new_pairing_code, new_token, normalize_pairing_code
+    from cookiesync.domain.integrator.services import seed_demo
+    from cookiesync.domain.support.staff import add_staff
+    from cookiesync.security import new_token
 
     stored, _created = local_secrets(s.data_dir, {"demo_api_key": lambda: new_token("csk"),
                                                   "demo_staff_password": lambda: new_token("pw")[:20]})
     key, staff_password = stored["demo_api_key"], stored["demo_staff_password"]
-    from cookiesync.domain.support.staff import add_staff
-
     await add_staff(s, "admin@localhost.test", "operator", staff_password, migrate_first=False)
-    engine = make_engine(s.database)
-    now = utcnow()
-    code = new_pairing_code()
-    try:
-        async with engine.begin() as conn:
-            # another instance starting from the same data folder may be writing the same rows
-            await conn.execute(insert_missing(conn, api_keys, name="demo", key_hash=hash_token(key), prefix=key[:8],
-                                              created_at=now))
-            await conn.execute(insert_missing(conn, users, user_id="demo-user", email="demo@example.com",
-                                              display_name="Demo User", created_at=now, updated_at=now))
-            await conn.execute(pairing_codes.insert().values(
-                code_hash=hash_token(normalize_pairing_code(code)), user_id="demo-user", created_at=now,
-                expires_at=now + timedelta(seconds=max(s.pairing_code_ttl_s, 3600))))
-    finally:
-        await engine.dispose()
-    return "demo-user", key, code, staff_password
+    user_id, code = await seed_demo(s, key)
+    return user_id, key, code, staff_password
 
 
 def cmd_serve(args) -> None:
@@ -115,48 +97,23 @@ def cmd_serve(args) -> None:
 
 
 # --- api keys ---------------------------------------------------------------
-async def _apikey_create(s: Settings, name: str, scopes: str = "integrator") -> str:
-    from cookiesync.db.engine import make_engine
-    from cookiesync.db.schema import api_keys, utcnow
-    from cookiesync.security import hash_token, new_token
-
-    key = new_token("csk")
-    engine = make_engine(s.database)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(api_keys.insert().values(name=name, key_hash=hash_token(key), prefix=key[:8],
-                                                        scopes=scopes, created_at=utcnow()))
-    finally:
-        await engine.dispose()
-    return key
-
-
 def cmd_apikey_create(args) -> None:
+    from cookiesync.domain.integrator.services import create_api_key
+
     s = _settings()
     allowed = {"integrator", "support", "support:read"}
     scopes = [x.strip() for x in args.scopes.split(",") if x.strip()]
     if not scopes or not set(scopes) <= allowed:
         raise SystemExit(f"--scopes takes a comma-separated list of: {', '.join(sorted(allowed))}")
-    key = asyncio.run(_apikey_create(s, args.name, ",".join(scopes)))
+    key = asyncio.run(create_api_key(s, args.name, ",".join(scopes)))
     print(f"API key {args.name!r} created. It is shown once; store it now:", file=sys.stderr)
     print(key)
 
 
-async def _apikey_revoke(s: Settings, name: str) -> int:
-    from cookiesync.db.engine import make_engine
-    from cookiesync.db.schema import api_keys, utcnow
-
-    engine = make_engine(s.database)
-    try:
-        async with engine.begin() as conn:
-            return (await conn.execute(api_keys.update().where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
-                                       .values(revoked_at=utcnow()))).rowcount
-    finally:
-        await engine.dispose()
-
-
 def cmd_apikey_revoke(args) -> None:
-    n = asyncio.run(_apikey_revoke(_settings(), args.name))
+    from cookiesync.domain.integrator.services import revoke_api_key
+
+    n = asyncio.run(revoke_api_key(_settings(), args.name))
     print(f"revoked {n} key(s) named {args.name!r}")
 
 

@@ -93,7 +93,7 @@ class LiveBackend:
     (`script`, `sim_accounts`, `sim_calls`, `sim_status`, `deliver_webhooks_to_service`)."""
 
     def __init__(self, tmp_path: Path, simulator: Any, **overrides: Any) -> None:
-        from cookiesync.cli import _apikey_create
+        from cookiesync.domain.integrator.services import create_api_key
         from cookiesync.db.engine import migrate
         from cookiesync.settings import ensure_local_secrets
 
@@ -103,7 +103,7 @@ class LiveBackend:
                                  port=self.port, public_url=f"http://127.0.0.1:{self.port}", **overrides)
         self.settings = ensure_local_secrets(settings, say=lambda m: None)
         migrate(self.settings.database)
-        api_key = asyncio.run(_apikey_create(self.settings, "e2e"))
+        api_key = asyncio.run(create_api_key(self.settings, "e2e"))
         self.recorder = Recorder()
         self._users: set[str] = set()
         self.service = Service(self.settings, self._serve(), api_key)
