@@ -14,7 +14,7 @@ from cookiesync.db.engine import make_engine, migrate
 from cookiesync.db.schema import staff
 from cookiesync.domain.support.staff import add_staff
 from cookiesync.settings import local_secrets
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def _read_secrets(data_dir: str, start, out) -> None:

@@ -12,26 +12,11 @@ import sqlalchemy as sa
 from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import links, utcnow
 from cookiesync.domain.sync import services, writer
-from cookiesync.domain.sync.schemas import SyncIn
-from cookiesync.security import cookie_fingerprint, decrypt_cookies
-from tests.test_service import history
-from tests.test_sync_fast_lane import UA, connected_device
-
-
-def in_service_loop(svc, coro):
-    return asyncio.run_coroutine_threadsafe(coro, svc.rt.cookie_writer.task.get_loop()).result(timeout=30)
-
-
-def new_cookie(svc, device: services.Device, plain_id: str, li_at: str, now) -> writer.NewCookie:
-    body = SyncIn(li_at=li_at, li_a=None, user_agent=UA, plain_id=plain_id, extension_version="1.0.0")
-    fp = cookie_fingerprint(svc.settings.signing_secret, li_at, None, UA)
-    return writer.NewCookie(device, body, "127.0.0.9", fp, now)
-
-
-def link_row(svc, plain_id: str):
-    async def q(conn):
-        return (await conn.execute(sa.select(links).where(links.c.plain_id == plain_id))).one()
-    return svc.db(q)
+from cookiesync.security import decrypt_cookies
+from tests.support.cookie_writes import link_row, new_cookie
+from tests.support.devices import connected_device
+from tests.support.history import history
+from tests.support.service import in_service_loop
 
 
 @pytest.fixture

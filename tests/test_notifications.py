@@ -8,9 +8,10 @@ import msgspec
 from litestar import Litestar, Request, Response, post
 
 from cookiesync.domain.notifications.services import sign, verify
+from tests.support.reconnect import connect_one, fast, fire
 from tests.support.servers import ServerThread
-from tests.test_reconnect import connect_one, fire, fast
-from tests.test_service import status_of, wait_for
+from tests.support.service import status_of
+from tests.support.wait import wait_for
 
 OLD_SECRET = "whsec_" + "b2xkLXNlY3JldC1vbGQtc2VjcmV0LWtleQ=="
 NEW_SECRET = "whsec_" + "bmV3LXNlY3JldC1uZXctc2VjcmV0LWtleQ=="

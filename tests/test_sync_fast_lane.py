@@ -8,11 +8,9 @@ import sqlalchemy as sa
 
 from cookiesync.db.schema import devices
 from cookiesync.domain.sync import controllers, services
+from tests.support.devices import COOKIE, UA, connected_device
+from tests.support.history import history
 from tests.support.wait import wait_for
-from tests.test_service import history, settled, sim_script
-
-COOKIE = "AQEDAR-fastlane-cookie-1"
-UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 
 
 class HandlerCalls:
@@ -39,15 +37,6 @@ def handler_only(monkeypatch) -> None:
 
 def counter(svc, outcome: str) -> float:
     return svc.rt.metrics.registry.get_sample_value("cookiesync_syncs_total", {"outcome": outcome}) or 0.0
-
-
-def connected_device(svc, simulator, user_id: str, plain_id: str) -> str:
-    sim_script(simulator, COOKIE, plain_id)
-    svc.new_user(user_id)
-    token = svc.pair(user_id)
-    assert svc.sync(token, li_at=COOKIE, plain_id=plain_id).status_code == 200
-    assert settled(svc, user_id, plain_id) == "connected"
-    return token
 
 
 def history_kinds(svc, plain_id: str) -> list[str]:
