@@ -1,6 +1,6 @@
 """Instances that start together from one data folder and one database (local mode) agree on
 the local secrets and both come up: the demo staff member and rows are written once, whichever
-instance gets there first (tests/test_multi_instance.py once failed to start its second one)."""
+instance gets there first (tests/integration/test_multi_instance.py once failed to start its second one)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,7 +1,7 @@
 """New cookies are group-written (`domain.sync.writer`): the ones that only refresh a link in
 one bulk transaction on the sync path's own connection, the rest one by one through the
 policy. Each batch below is handed to the writer as one, in the running service's loop, with
-the bulk write in the server's own process (tests/test_writer_process.py: in its child)."""
+the bulk write in the server's own process (tests/integration/test_writer_process.py: in its child)."""
 from __future__ import annotations
 
 import asyncio

@@ -15,7 +15,7 @@ from tests.support.processes import is_ready
 from tests.support.servers import free_port
 from tests.support.wait import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 
 
