@@ -4,12 +4,9 @@ policy. Each batch below is handed to the writer as one, in the running service'
 the bulk write in the server's own process (tests/integration/test_writer_process.py: in its child)."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import sqlalchemy as sa
 
-from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import links, utcnow
 from cookiesync.domain.sync import services, writer
 from cookiesync.security import decrypt_cookies
@@ -79,33 +76,3 @@ def test_a_cookie_for_a_link_in_an_incident_goes_through_the_policy(service, sim
         svc.rt, [new_cookie(svc, device, "7301", "AQEDAR-fresh-for-incident", utcnow())]))[0]
     assert changed and attempt_now, "a fresh cookie for an incident: try now"
     assert out.next_sync_in_s <= 60
-
-
-def test_group_commit_stop_finishes_the_batch_in_flight_and_answers_each_item() -> None:
-    async def scenario() -> None:
-        writing, calls = asyncio.Event(), []
-
-        async def together(items):
-            calls.append(list(items))
-            writing.set()
-            await asyncio.sleep(0.2)
-            return [ValueError(item) if item == "bad" else item.upper() for item in items]
-
-        async def alone(item):
-            return "alone:" + item
-
-        group = GroupCommit("test", together, alone)
-        group.start()
-        first = asyncio.ensure_future(group.submit("a"))
-        await writing.wait()
-        queued = [asyncio.ensure_future(group.submit(item)) for item in ("b", "bad")]
-        await asyncio.sleep(0)
-        await group.stop()  # while "a" is being written, "b" and "bad" queued behind it
-        assert await first == "A" and await queued[0] == "B"
-        with pytest.raises(ValueError):
-            await queued[1]
-        assert calls == [["a"], ["b", "bad"]], "nothing cut off, nothing written twice"
-        assert await group.submit("c") == "alone:c", "after stop, each item is written alone"
-
-    asyncio.run(scenario())
-

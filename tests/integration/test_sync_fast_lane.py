@@ -114,29 +114,3 @@ def test_sync_rate_limit_holds(service, simulator, monkeypatch) -> None:
     assert calls.count == 1  # refused by the handler, which words it
     assert service.sync(token, li_at="AQEDAR-fastlane-cookie-3", plain_id="7103").status_code == 429
     assert history_kinds(service, "7103").count("cookie_received") == 1
-
-
-def test_the_lane_reads_a_body_in_many_messages_and_hands_every_one_on() -> None:
-    """Over loopback a small body comes in one message; here it comes in three."""
-    import asyncio
-
-    messages = [{"type": "http.request", "body": b"ab", "more_body": True},
-                {"type": "http.request", "body": b"cd", "more_body": True},
-                {"type": "http.request", "body": b"e", "more_body": False}]
-
-    async def scenario() -> None:
-        source = iter(messages)
-
-        async def receive():
-            return next(source)
-
-        kept: list = []
-        assert await controllers._read_body(receive, kept, 10) == b"abcde" and kept == messages
-        # over the limit: the lane stops reading; the handler gets what was read, then the rest, in order
-        source = iter(messages)
-        kept = []
-        assert await controllers._read_body(receive, kept, 3) is None and kept == messages[:2]
-        replayed = controllers._replay(kept, receive)
-        assert [await replayed() for _ in messages] == messages
-
-    asyncio.run(scenario())
