@@ -25,6 +25,7 @@ import httpx
 import msgspec
 
 from benchmarks import data, load, procfs
+from benchmarks.report import Row, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNC = "/v1/extension/sync"
@@ -57,19 +58,6 @@ FULL = Config("full", devices=1000, run_s=5, rounds=3, warm_s=1, rate=1000, rate
 QUICK = Config("quick", devices=50, run_s=1, rounds=1, warm_s=0, rate=1000, rate_s=1.5, scale=[10_000],
                sweeps=((200, 20),), budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)), cold=False,
                rate_mixes=(("unchanged", 0.0),))
-
-
-@dataclass
-class Row:
-    backend: str
-    figure: str
-    value: str
-    goal: str = "—"
-    ok: bool | None = None   # None: information, no goal
-
-    @property
-    def verdict(self) -> str:
-        return "—" if self.ok is None else ("PASS" if self.ok else "MISS")
 
 
 @dataclass
@@ -502,14 +490,6 @@ def _keyring(svc: Service):
     from cookiesync.security import KeyRing
 
     return KeyRing(svc.settings.encryption_keys)
-
-
-def print_table(rows: list[Row]) -> str:
-    head = ("backend", "figure", "value", "goal", "result")
-    cells = [head] + [(r.backend, r.figure, r.value, r.goal, r.verdict) for r in rows]
-    lines = ["| " + " | ".join(c) + " |" for c in cells]
-    lines.insert(1, "|" + "|".join("---" for _ in head) + "|")
-    return "\n".join(lines)
 
 
 def bench_servers(ctx: Ctx) -> None:
