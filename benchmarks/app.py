@@ -45,12 +45,12 @@ async def bare(data: SyncIn) -> None:
 def _decode_and_204(app):
     """The least a sync can cost in the sync route's fast lane: read the body the same way,
     decode it into ``SyncIn``, answer 204. A second limit, beside the bare handler."""
-    from cookiesync.domain.sync.controllers import _read_body
+    from cookiesync.http import read_body
 
     decode = msgspec.json.Decoder(SyncIn).decode
 
     async def lane(scope, receive, send):
-        decode(await _read_body(receive, [], 1 << 20))
+        decode(await read_body(receive, [], 1 << 20))
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

@@ -50,6 +50,7 @@ import httpx
 import msgspec
 
 from benchmarks.data import _pg_admin
+from benchmarks.report import Row, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DEAD_UNIPILE = "http://127.0.0.1:9"   # nothing listens; no attempt is due anyway
@@ -596,8 +597,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups
     started = time.monotonic()
     results = run([b.strip() for b in args.backends.split(",") if b.strip()], args.quick)
-    from benchmarks.run import Row, print_table
-
     table = [Row(*r) for r in rows(results)]
     print(f"\n## support console page speed ({'quick' if args.quick else 'full'} run, "
           f"{time.monotonic() - started:.0f} s)\n")

@@ -25,6 +25,7 @@ import httpx
 import msgspec
 
 from benchmarks import data, load, procfs
+from benchmarks.report import Row, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNC = "/v1/extension/sync"
@@ -40,6 +41,7 @@ class Config:
     devices: int          # paired through the real API, hammered by the load
     run_s: int            # one wrk run
     rounds: int           # alternating bare/sync pairs per mix
+    scale_rounds: int     # the same per step of the scale figures (1k, then each size in `scale`)
     warm_s: int           # warm-up per endpoint before a mix (0: none)
     rate: int             # constant-rate figure: requests/s ...
     rate_s: float         # ... for this long, per mix
@@ -52,24 +54,11 @@ class Config:
     rate_mixes: tuple | None = None  # mixes for the steady-rate figure (None: all)
 
 
-FULL = Config("full", devices=1000, run_s=5, rounds=3, warm_s=1, rate=1000, rate_s=10, scale=[10_000, 1_000_000],
-              sweeps=((1_000, 8), (10_000, 32)), budget_s=1560)
-QUICK = Config("quick", devices=50, run_s=1, rounds=1, warm_s=0, rate=1000, rate_s=1.5, scale=[10_000],
-               sweeps=((200, 20),), budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)), cold=False,
-               rate_mixes=(("unchanged", 0.0),))
-
-
-@dataclass
-class Row:
-    backend: str
-    figure: str
-    value: str
-    goal: str = "—"
-    ok: bool | None = None   # None: information, no goal
-
-    @property
-    def verdict(self) -> str:
-        return "—" if self.ok is None else ("PASS" if self.ok else "MISS")
+FULL = Config("full", devices=1000, run_s=5, rounds=3, scale_rounds=5, warm_s=1, rate=1000, rate_s=10,
+              scale=[10_000, 1_000_000], sweeps=((1_000, 8), (10_000, 32)), budget_s=1800)
+QUICK = Config("quick", devices=50, run_s=1, rounds=1, scale_rounds=1, warm_s=0, rate=1000, rate_s=1.5,
+               scale=[10_000], sweeps=((200, 20),), budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)),
+               cold=False, rate_mixes=(("unchanged", 0.0),))
 
 
 @dataclass
@@ -277,13 +266,16 @@ def wrk_run(ctx: Ctx, svc: Service, path: str, change: float, seconds: int, seed
     return res
 
 
-def ratio_series(ctx: Ctx, svc: Service, change: float, label: str, endpoints: tuple = tuple(PATHS)) -> dict:
+def ratio_series(ctx: Ctx, svc: Service, change: float, label: str, endpoints: tuple = tuple(PATHS),
+                 rounds: int | None = None) -> dict:
+    """`rounds` rounds (default: the config's) of one run per endpoint, each endpoint first in
+    turn; medians per endpoint, and every run in "runs" (round k is runs[ep][k])."""
     cfg = ctx.cfg
     if cfg.warm_s:
         wrk_run(ctx, svc, BARE, change, cfg.warm_s, seed=99)
         wrk_run(ctx, svc, SYNC, change, cfg.warm_s, seed=98)
     runs: dict[str, list[dict]] = {ep: [] for ep in endpoints}
-    for r in range(cfg.rounds):
+    for r in range(cfg.rounds if rounds is None else rounds):
         turn = r % len(endpoints)
         for k, ep in enumerate(endpoints[turn:] + endpoints[:turn]):  # each endpoint first in turn
             res = wrk_run(ctx, svc, PATHS[ep], change, cfg.run_s, seed=r * len(endpoints) + k)
@@ -353,13 +345,23 @@ def fmt_ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
 
+def cpu_ratios(r: dict) -> list[float]:
+    """Sync CPU per request over the bare endpoint's, one figure per round of a ratio series.
+    The two runs of a round are seconds apart, so a slower machine meanwhile (another tenant, a
+    frequency step) weighs on both alike; the bare endpoint reads no table."""
+    return [s["cpu_us"] / b["cpu_us"] for s, b in zip(r["runs"]["sync"], r["runs"]["bare"])]
+
+
 def scale_row(kind: str, total: int, base_links: int, r: dict, base: dict) -> Row:
     """Sync CPU per request at `total` links against `base_links`, each as a share of the bare
-    endpoint's CPU in the same runs: the two sizes are measured minutes apart, and the bare
-    endpoint (which reads no table) shows how fast the machine was meanwhile."""
-    growth = (r["sync"]["cpu_us"] / r["bare"]["cpu_us"]) / (base["sync"]["cpu_us"] / base["bare"]["cpu_us"]) - 1
+    endpoint's CPU: the median of the per-round shares at each size. A ratio of the two
+    endpoints' medians over three rounds moved with the bare endpoint's own drift between
+    steps; a median of shares each taken seconds apart cancels the drift and drops an odd round."""
+    now, then = statistics.median(cpu_ratios(r)), statistics.median(cpu_ratios(base))
+    growth = now / then - 1
     return Row(kind, f"sync CPU/req at {total:,} vs {base_links:,} links, relative to bare",
-               f"{growth:+.1%} (sync {r['sync']['cpu_us']:.0f} vs {base['sync']['cpu_us']:.0f} µs, "
+               f"{growth:+.1%} (sync/bare CPU {now:.3f} vs {then:.3f}, medians of {len(cpu_ratios(r))} and "
+               f"{len(cpu_ratios(base))} rounds; sync {r['sync']['cpu_us']:.0f} vs {base['sync']['cpu_us']:.0f} µs, "
                f"bare {r['bare']['cpu_us']:.0f} vs {base['bare']['cpu_us']:.0f} µs)", "≤ +10%", growth <= 0.10)
 
 
@@ -396,14 +398,11 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
                 f"({time.monotonic() - t:.1f}s)")
 
         # 1. sync ingest, three mixes, alternating with the bare endpoint
-        base = None
         for label, change in cfg.mixes:
             r = ratio_series(ctx, svc, change, label)
             ctx.raw.setdefault(kind, {})[f"ingest {label}"] = r
             goal = {"unchanged": 0.80, "100% changed": 0.60}.get(label)
             ctx.rows += ingest_rows(kind, f"{label} ({len(svc.devices)} links)", r, goal)
-            if change == 0:
-                base = r
 
         # 1a. the same, every request a cache miss (information: what production sees, where a
         # device syncs every sync_interval_s, far longer than the caches' TTL)
@@ -428,22 +427,28 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
                                 + ("" if set(r["statuses"]) == {"200"} else f" statuses {r['statuses']}"),
                                 "< 25 ms", ok))
 
-        # 2. scale of the data: unchanged mix with more links in the table
+        # 2. scale of the data: unchanged mix with more links in the table. Every step, the 1k-link
+        # one included, has scale_rounds rounds, so each scale row compares medians of as many
+        # per-round sync/bare CPU shares; the 1k step is measured here, just before the inserts,
+        # not taken from the ingest mixes minutes earlier.
+        base = None
         for total in cfg.scale:
             if ctx.left() < 120 and cfg.name == "full":
                 ctx.rows.append(Row(kind, f"ingest unchanged at {total:,} links", "skipped: time budget", "≥ 0.80",
                                     False))
                 continue
+            if base is None:
+                base = ratio_series(ctx, svc, 0.0, f"unchanged @{len(svc.devices):,}", endpoints=("bare", "sync"),
+                                    rounds=cfg.scale_rounds)
+                ctx.raw.setdefault(kind, {})[f"scale base @{len(svc.devices)}"] = base
             have = svc.db(data.count_links)
             t = time.monotonic()
             svc.db(data.bulk_links, have + 1, total - have)
             ctx.say(f"{kind}: bulk-inserted {total - have:,} links ({time.monotonic() - t:.1f}s); now "
                     f"{svc.db(data.count_links):,}")
-            r = ratio_series(ctx, svc, 0.0, f"unchanged @{total:,}")
+            r = ratio_series(ctx, svc, 0.0, f"unchanged @{total:,}", rounds=cfg.scale_rounds)
             ctx.raw.setdefault(kind, {})[f"ingest unchanged @{total}"] = r
             ctx.rows += ingest_rows(kind, f"unchanged ({total:,} links)", r, 0.80)
-            if base is None:
-                continue
             ctx.rows.append(scale_row(kind, total, len(svc.devices), r, base))
 
         # 3. reconnect sweep
@@ -502,14 +507,6 @@ def _keyring(svc: Service):
     from cookiesync.security import KeyRing
 
     return KeyRing(svc.settings.encryption_keys)
-
-
-def print_table(rows: list[Row]) -> str:
-    head = ("backend", "figure", "value", "goal", "result")
-    cells = [head] + [(r.backend, r.figure, r.value, r.goal, r.verdict) for r in rows]
-    lines = ["| " + " | ".join(c) + " |" for c in cells]
-    lines.insert(1, "|" + "|".join("---" for _ in head) + "|")
-    return "\n".join(lines)
 
 
 def bench_servers(ctx: Ctx) -> None:

@@ -1,11 +1,12 @@
 """Fixtures for driving the real extension in Debian's headless Chromium.
 
-See /work/shared/docs/extension-testing.md for why the launch looks like this.
+See the shared document on extension testing (`../shared/docs/extension-testing.md`, beside
+the repository) for why the launch looks like this.
 
 `backend` is the REAL cookiesync service (`cookiesync.app.create_app`, SQLite in
 tmp_path) on a loopback port, talking to the Unipile simulator (`simulator` fixture
-of tests/conftest.py) on another. In front of it sits `fakes.Recorder`, a small ASGI
-middleware that records the extension's requests and, only when a test asks
+of tests/conftest.py) on another. In front of it sits `Recorder` (tests/support/extension.py),
+a small ASGI middleware that records the extension's requests and, only when a test asks
 (`fail_with`), answers syncs with an injected failure. `stop()`/`start()` restart the
 service on the same port with the same settings and database, so the extension's
 device token stays valid across the restart.
@@ -27,13 +28,14 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from tests.conftest import USED_SECRETS, Service, make_settings, need
-from tests.e2e.fakes import FakeLinkedIn, Recorded, Recorder
+from tests.support.components import need
+from tests.support.extension import EXTENSION, FakeLinkedIn, Recorded, Recorder
 from tests.support.servers import ServerThread, free_port
+from tests.support.service import USED_SECRETS, Service
+from tests.support.settings import make_settings
 from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTENSION = ROOT / "extension"
 ARTIFACTS = ROOT / "artifacts" / "extension"
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.e2e.conftest import EXTENSION
+from tests.support.extension import EXTENSION
 
 pytestmark = pytest.mark.chromium
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need
-from tests.test_support import PASSWORD, disconnect, link_events, make_link, queue_email, start_console, stop, \
+from tests.support.components import need
+from tests.support.console import PASSWORD, disconnect, link_events, make_link, queue_email, start_console, stop, \
     unique
 
 pytestmark = pytest.mark.chromium

@@ -16,7 +16,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from html import unescape
-from pathlib import Path
 
 import httpx
 import msgspec
@@ -24,26 +23,22 @@ import pytest
 import sqlalchemy as sa
 
 from cookiesync.db.schema import api_keys, devices, events, links, notifications, outbox, staff_sessions
-from tests.conftest import make_settings, need, postgres_available, start_service
+from tests.support.components import need
+from tests.support.console import PASSWORD, add_staff, disconnect, link_events, link_id, link_row, make_link, \
+    queue_email, start_console, stop, unique
+from tests.support.postgres import postgres_available
+from tests.support.service import start_service
 from tests.support.wait import wait_for
 
-PASSWORD = "correct horse battery staple"
-DEAD_UNIPILE = "http://127.0.0.1:9"  # nothing listens: attempts fail fast (transient)
 _ips = itertools.count(10)
 
 
-# --- helpers (also used by tests/e2e/test_support_console_chromium.py) ----------------------
+# --- helpers ---------------------------------------------------------------------------------
 def fresh_ip() -> str:
     """A distinct client address per staff client (the service trusts X-Forwarded-For from
     127.0.0.1), so one test's per-IP login throttle never touches another's."""
     n = next(_ips)
     return f"198.51.{n // 250}.{n % 250 + 1}"
-
-
-def add_staff(svc, email: str, role: str, password: str = PASSWORD) -> None:
-    from cookiesync.domain.support.staff import add_staff as add
-
-    asyncio.run(add(svc.settings, email, role, password))
 
 
 class StaffClient:
@@ -98,81 +93,6 @@ def logged_in(svc, email: str) -> StaffClient:
     return client
 
 
-def link_id(svc, user_id: str, plain_id: str) -> int:
-    async def q(conn):
-        return (await conn.execute(sa.select(links.c.id).where(links.c.user_id == user_id,
-                                                               links.c.plain_id == plain_id))).scalar_one()
-
-    return svc.db(q)
-
-
-def link_row(svc, lid: int) -> dict:
-    async def q(conn):
-        return dict((await conn.execute(sa.select(links).where(links.c.id == lid))).one()._mapping)
-
-    return svc.db(q)
-
-
-def link_events(svc, lid: int, kind: str | None = None) -> list[dict]:
-    async def q(conn):
-        query = sa.select(events).where(events.c.link_id == lid).order_by(events.c.id)
-        if kind:
-            query = query.where(events.c.kind == kind)
-        return [dict(r._mapping) for r in (await conn.execute(query)).all()]
-
-    return svc.db(q)
-
-
-def make_link(svc, user_id: str, plain_id: str, li_at: str, li_a: str | None = None,
-              email: str | None = "") -> tuple[int, str]:
-    """A user, a paired device and one synced cookie; waits for the first (failing) attempt."""
-    svc.new_user(user_id, email=f"{user_id}@example.com" if email == "" else email)
-    token = svc.pair(user_id, version="1.4.2")
-    r = svc.sync(token, li_at=li_at, li_a=li_a, plain_id=plain_id)
-    assert r.status_code == 200, r.text
-    lid = link_id(svc, user_id, plain_id)
-    wait_for(lambda: link_events(svc, lid, "attempt"))
-    return lid, token
-
-
-def disconnect(svc, lid: int, account_id: str) -> None:
-    """Give the link a Unipile account, then deliver Unipile's CREDENTIALS webhook for it:
-    a reconnect incident opens and its first attempt, against the absent Unipile, fails."""
-    # not while an attempt is in flight: its answer would overwrite the reconnect the webhook schedules
-    def idle() -> bool:
-        row = link_row(svc, lid)
-        due = row["next_attempt_at"] is not None and row["next_attempt_at"] <= datetime.now(timezone.utc)
-        return row["lease_owner"] is None and not due
-
-    wait_for(idle)
-
-    async def q(conn):
-        await conn.execute(links.update().where(links.c.id == lid).values(
-            unipile_account_id=account_id, state="connected", incident_started_at=None, next_attempt_at=None,
-            next_slot=0, attempts_in_incident=0))  # the open connect incident, if any, gets superseded
-
-    before = len(link_events(svc, lid, "attempt"))
-    svc.db(q)
-    body = {"AccountStatus": {"account_id": account_id, "account_type": "LINKEDIN", "message": "CREDENTIALS"}}
-    r = svc.http.post("/v1/webhooks/unipile/account-status", json=body,
-                      headers={svc.settings.webhook_header: svc.settings.webhook_secret})
-    assert r.status_code == 200, r.text
-    wait_for(lambda: len(link_events(svc, lid, "attempt")) > before)
-
-
-def queue_email(svc, lid: int) -> int:
-    """Write the give-up email for a link the way the service does (outbox, same renderer)."""
-    from cookiesync.domain.reconnect import policy
-    from cookiesync.domain.reconnect.services import write_email
-
-    async def q(conn):
-        row = (await conn.execute(sa.select(links).where(links.c.id == lid))).one()
-        await write_email(svc.rt, conn, row, policy.Email.GAVE_UP, row.incident_id, datetime.now(timezone.utc))
-        return (await conn.execute(sa.select(sa.func.max(outbox.c.id)).where(outbox.c.link_id == lid))).scalar()
-
-    return svc.db(q)
-
-
 def add_notification(svc, lid: int | None, user_id: str, plain_id: str, *, event_type: str = "link.needs_user",
                      status: str = "pending", attempts: int = 0, last_status_code: int | None = None,
                      last_error: str | None = None, reason: str = "gave up", delivered: bool = False) -> int:
@@ -192,20 +112,6 @@ def add_notification(svc, lid: int | None, user_id: str, plain_id: str, *, event
         return result.inserted_primary_key[0]
 
     return svc.db(q)
-
-
-def start_console(tmp_path: Path, **overrides):
-    settings = make_settings(tmp_path, **({"unipile_dsn": DEAD_UNIPILE, "unipile_api_key": "none",
-                                           "trusted_proxies": "127.0.0.1", "sweep_interval_s": 0.5} | overrides))
-    svc = start_service(settings)
-    add_staff(svc, "op@example.com", "operator")
-    add_staff(svc, "viewer@example.com", "viewer")
-    return svc
-
-
-def stop(svc) -> None:
-    svc.http.close()
-    svc.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -230,11 +136,6 @@ def viewer(console):
 
 
 PAGES = ["/support/", "/support/links", "/support/links?state=pending", "/support/outbox", "/support/notifications"]
-_seq = itertools.count(1)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{os.getpid()}-{next(_seq)}"
 
 
 # --- sign-in, sessions -------------------------------------------------------------------------
@@ -895,10 +796,10 @@ def test_no_cookie_value_or_token_in_any_page(console, op) -> None:
 def test_console_on_postgresql(tmp_path) -> None:
     ok, reason = postgres_available()
     need(ok, reason)
-    from tests.conftest import POSTGRES_URL, _pg_admin
+    from tests.support.postgres import POSTGRES_URL, pg_admin
 
     name = f"cstest_{os.urandom(6).hex()}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
+    pg_admin(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     svc = None
     try:
@@ -931,7 +832,7 @@ def test_console_on_postgresql(tmp_path) -> None:
     finally:
         if svc is not None:
             stop(svc)
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- attempt counters ---------------------------------------------------------------------------------------
@@ -944,8 +845,9 @@ def test_overview_counts_the_attempts_made_and_the_upgrade_backfills_them(servic
 
     from cookiesync.db.engine import alembic_config, migrate
     from cookiesync.db.schema import attempt_counts
-    from tests.test_reconnect import connect_one, fire
-    from tests.test_service import history, sim_script
+    from tests.support.history import history
+    from tests.support.reconnect import connect_one, fire
+    from tests.support.simulator import sim_script
 
     svc = service_factory()  # retries an hour apart: no attempt is made but those below
     for user_id, plain_id, li_at, outcomes in [("ac-cp", "6102", "AQEDAR-count-checkpoint-6102", ["checkpoint:2FA"]),

@@ -1,59 +1,12 @@
-"""Every error of contract §5 lands in exactly one class."""
+"""The Unipile client against raw servers on loopback: a call ends at its timeout however the
+answer trickles in, and its keep-alive connections are reused across its pools."""
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
-
-import pytest
 
 from cookiesync.domain.reconnect.policy import Failure
-from cookiesync.unipile.client import CookieCredentials, UnipileClient, classify, expires_on
-
-T, U, R, C = Failure.TRANSIENT, Failure.NEEDS_USER, Failure.RESTART_FLOW, Failure.CONFIGURATION
-
-TABLE = [
-    # 400: our request is wrong
-    (400, "errors/invalid_parameters", C), (400, "errors/missing_parameters", C), (400, "errors/invalid_request", C),
-    (400, "errors/malformed_request", C), (400, "errors/limit_too_high", C), (400, "errors/invalid_body", C),
-    # 401
-    (401, "errors/missing_credentials", C), (401, "errors/invalid_credentials", U),
-    (401, "errors/expired_credentials", U), (401, "errors/multiple_sessions", U), (401, "errors/wrong_account", U),
-    (401, "errors/invalid_proxy_credentials", C), (401, "errors/invalid_checkpoint_solution", U),
-    (401, "errors/checkpoint_error", U), (401, "errors/disconnected_account", U),
-    (401, "errors/disconnected_feature", U), (401, "errors/expired_link", U), (401, None, U),
-    # 403
-    (403, "errors/insufficient_permissions", C), (403, "errors/account_restricted", U),
-    (403, "errors/account_mismatch", U), (403, "errors/session_mismatch", U),
-    (403, "errors/feature_not_subscribed", U), (403, "errors/action_required", U), (403, "errors/unheard_of", U),
-    # 404, 422
-    (404, "errors/resource_not_found", C), (404, "errors/invalid_resource_identifier", C),
-    (422, "errors/cannot_resend_yet", C), (422, "errors/invalid_account", C),
-    # transient
-    (407, None, T), (408, "errors/request_timeout", T), (409, None, T), (429, "errors/too_many_requests", T),
-    (500, "errors/unexpected_error", T), (500, "errors/provider_error", T), (502, None, T),
-    (503, "errors/no_client_session", T), (503, "errors/no_channel", T), (503, "errors/no_handler", T),
-    (503, "errors/network_down", T), (503, "errors/service_unavailable", T), (504, "errors/request_timeout", T),
-    (None, "ReadTimeout", T), (None, "ConnectError", T), (599, None, T),
-    # restart the auth flow
-    (425, None, R), (425, "errors/too_early", R), (500, "errors/authentication_intent_error", R),
-    # 501: not something retrying fixes
-    (501, "errors/feature_not_implemented", C),
-]
-
-
-@pytest.mark.parametrize("status,etype,want", TABLE)
-def test_classification(status, etype, want) -> None:
-    assert classify(status, etype) is want
-
-
-def test_prefix_is_optional() -> None:
-    assert classify(401, "wrong_account") is classify(401, "errors/wrong_account") is U
-
-
-def test_expires_on_has_milliseconds_and_z() -> None:
-    when = datetime(2026, 7, 1, 12, 30, 0, 123456, tzinfo=timezone.utc)
-    assert expires_on(when) == "2026-07-01T12:30:00.123Z"
+from cookiesync.unipile.client import CookieCredentials, UnipileClient
 
 
 def test_a_call_ends_at_its_timeout_even_when_the_answer_trickles_in() -> None:
@@ -84,7 +37,6 @@ def test_a_call_ends_at_its_timeout_even_when_the_answer_trickles_in() -> None:
         assert time.monotonic() - started < 2.5, "the 400-byte answer would have taken 80 s"
         assert result.outcome == "failed" and result.http_status is None and result.failure is Failure.TRANSIENT
     asyncio.run(scenario())
-
 
 def test_calls_in_flight_reuse_their_connections_across_the_pools() -> None:
     """The keep-alive connections are spread over several small pools (httpcore's cost per call

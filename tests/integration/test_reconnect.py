@@ -10,29 +10,11 @@ import httpx
 import sqlalchemy as sa
 
 from cookiesync.db.schema import incidents, outbox
-from tests.test_service import history, settled, sim_script, status_of, wait_for
-
-INTERVAL = 0.8
-
-
-def connect_one(svc, sim, user_id: str, plain_id: str, li_at: str, outcomes: list[str] | None = None):
-    sim_script(sim, li_at, plain_id, outcomes)
-    svc.new_user(user_id, email=f"{user_id}@example.com")
-    token = svc.pair(user_id)
-    assert svc.sync(token, li_at=li_at, plain_id=plain_id).status_code == 200
-    assert settled(svc, user_id, plain_id) == "connected"
-    account_id = svc.accounts(user_id)[0]["unipile_account_id"]
-    httpx.post(f"{sim.url}/_sim/config", json={
-        "webhook_url": f"{svc.url}/v1/webhooks/unipile/account-status",
-        "webhook_header": svc.settings.webhook_header, "webhook_secret": svc.settings.webhook_secret,
-    }).raise_for_status()
-    return token, account_id
-
-
-def fire(sim, account_id: str, message: str = "CREDENTIALS") -> dict:
-    r = httpx.post(f"{sim.url}/_sim/accounts/{account_id}/status", json={"message": message})
-    assert r.status_code == 200, r.text
-    return r.json()
+from tests.support.history import history
+from tests.support.reconnect import INTERVAL, connect_one, fast, fire
+from tests.support.service import settled, status_of
+from tests.support.simulator import sim_script
+from tests.support.wait import wait_for
 
 
 def attempts(svc, plain_id: str) -> list[dict]:
@@ -47,10 +29,6 @@ def emails(svc, user_id: str | None = None) -> list[dict]:
         return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
     return svc.db(q)
-
-
-def fast(**kw):
-    return dict(retry_interval_s=INTERVAL, retry_count=4, sweep_interval_s=0.1, max_incident_age_s=3600) | kw
 
 
 def test_credentials_with_a_good_cookie_reconnects_once_without_email(service_factory, simulator) -> None:

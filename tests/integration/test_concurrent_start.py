@@ -1,6 +1,6 @@
 """Instances that start together from one data folder and one database (local mode) agree on
 the local secrets and both come up: the demo staff member and rows are written once, whichever
-instance gets there first (tests/test_multi_instance.py once failed to start its second one)."""
+instance gets there first (tests/integration/test_multi_instance.py once failed to start its second one)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +14,7 @@ from cookiesync.db.engine import make_engine, migrate
 from cookiesync.db.schema import staff
 from cookiesync.domain.support.staff import add_staff
 from cookiesync.settings import local_secrets
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def _read_secrets(data_dir: str, start, out) -> None:

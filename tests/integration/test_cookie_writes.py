@@ -1,38 +1,20 @@
 """New cookies are group-written (`domain.sync.writer`): the ones that only refresh a link in
 one bulk transaction on the sync path's own connection, the rest one by one through the
 policy. Each batch below is handed to the writer as one, in the running service's loop, with
-the bulk write in the server's own process (tests/test_writer_process.py: in its child)."""
+the bulk write in the server's own process (tests/integration/test_writer_process.py: in its child)."""
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 import sqlalchemy as sa
 
-from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import links, utcnow
 from cookiesync.domain.sync import services
-from cookiesync.domain.sync.models import Device, NewCookie
-from cookiesync.domain.sync.schemas import SyncIn
-from cookiesync.security import cookie_fingerprint, decrypt_cookies
-from tests.test_service import history
-from tests.test_sync_fast_lane import UA, connected_device
-
-
-def in_service_loop(svc, coro):
-    return asyncio.run_coroutine_threadsafe(coro, svc.rt.cookie_writer.task.get_loop()).result(timeout=30)
-
-
-def new_cookie(svc, device: Device, plain_id: str, li_at: str, now) -> NewCookie:
-    body = SyncIn(li_at=li_at, li_a=None, user_agent=UA, plain_id=plain_id, extension_version="1.0.0")
-    fp = cookie_fingerprint(svc.settings.signing_secret, li_at, None, UA)
-    return NewCookie(device, body, "127.0.0.9", fp, now)
-
-
-def link_row(svc, plain_id: str):
-    async def q(conn):
-        return (await conn.execute(sa.select(links).where(links.c.plain_id == plain_id))).one()
-    return svc.db(q)
+from cookiesync.domain.sync.models import Device
+from cookiesync.security import decrypt_cookies
+from tests.support.cookie_writes import link_row, new_cookie
+from tests.support.devices import connected_device
+from tests.support.history import history
+from tests.support.service import in_service_loop
 
 
 @pytest.fixture
@@ -95,33 +77,3 @@ def test_a_cookie_for_a_link_in_an_incident_goes_through_the_policy(service, sim
         [new_cookie(svc, device, "7301", "AQEDAR-fresh-for-incident", utcnow())]))[0]
     assert changed and attempt_now, "a fresh cookie for an incident: try now"
     assert out.next_sync_in_s <= 60
-
-
-def test_group_commit_stop_finishes_the_batch_in_flight_and_answers_each_item() -> None:
-    async def scenario() -> None:
-        writing, calls = asyncio.Event(), []
-
-        async def together(items):
-            calls.append(list(items))
-            writing.set()
-            await asyncio.sleep(0.2)
-            return [ValueError(item) if item == "bad" else item.upper() for item in items]
-
-        async def alone(item):
-            return "alone:" + item
-
-        group = GroupCommit("test", together, alone)
-        group.start()
-        first = asyncio.ensure_future(group.submit("a"))
-        await writing.wait()
-        queued = [asyncio.ensure_future(group.submit(item)) for item in ("b", "bad")]
-        await asyncio.sleep(0)
-        await group.stop()  # while "a" is being written, "b" and "bad" queued behind it
-        assert await first == "A" and await queued[0] == "B"
-        with pytest.raises(ValueError):
-            await queued[1]
-        assert calls == [["a"], ["b", "bad"]], "nothing cut off, nothing written twice"
-        assert await group.submit("c") == "alone:c", "after stop, each item is written alone"
-
-    asyncio.run(scenario())
-

@@ -6,15 +6,12 @@ from __future__ import annotations
 import msgspec
 import sqlalchemy as sa
 
-from cookiesync.db.schema import devices
 from cookiesync.caches import RateLimiter
+from cookiesync.db.schema import devices
 from cookiesync.domain.sync import controllers, fast_lane
-from cookiesync.http import read_body, replay
+from tests.support.devices import COOKIE, UA, connected_device
+from tests.support.history import history
 from tests.support.wait import wait_for
-from tests.test_service import history, settled, sim_script
-
-COOKIE = "AQEDAR-fastlane-cookie-1"
-UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 
 
 class HandlerCalls:
@@ -41,15 +38,6 @@ def handler_only(monkeypatch) -> None:
 
 def counter(svc, outcome: str) -> float:
     return svc.rt.metrics.registry.get_sample_value("cookiesync_syncs_total", {"outcome": outcome}) or 0.0
-
-
-def connected_device(svc, simulator, user_id: str, plain_id: str) -> str:
-    sim_script(simulator, COOKIE, plain_id)
-    svc.new_user(user_id)
-    token = svc.pair(user_id)
-    assert svc.sync(token, li_at=COOKIE, plain_id=plain_id).status_code == 200
-    assert settled(svc, user_id, plain_id) == "connected"
-    return token
 
 
 def history_kinds(svc, plain_id: str) -> list[str]:
@@ -127,29 +115,3 @@ def test_sync_rate_limit_holds(service, simulator, monkeypatch) -> None:
     assert calls.count == 1  # refused by the handler, which words it
     assert service.sync(token, li_at="AQEDAR-fastlane-cookie-3", plain_id="7103").status_code == 429
     assert history_kinds(service, "7103").count("cookie_received") == 1
-
-
-def test_the_lane_reads_a_body_in_many_messages_and_hands_every_one_on() -> None:
-    """Over loopback a small body comes in one message; here it comes in three."""
-    import asyncio
-
-    messages = [{"type": "http.request", "body": b"ab", "more_body": True},
-                {"type": "http.request", "body": b"cd", "more_body": True},
-                {"type": "http.request", "body": b"e", "more_body": False}]
-
-    async def scenario() -> None:
-        source = iter(messages)
-
-        async def receive():
-            return next(source)
-
-        kept: list = []
-        assert await read_body(receive, kept, 10) == b"abcde" and kept == messages
-        # over the limit: the lane stops reading; the handler gets what was read, then the rest, in order
-        source = iter(messages)
-        kept = []
-        assert await read_body(receive, kept, 3) is None and kept == messages[:2]
-        replayed = replay(kept, receive)
-        assert [await replayed() for _ in messages] == messages
-
-    asyncio.run(scenario())

@@ -15,8 +15,8 @@ from aiosmtpd.controller import Controller
 from cookiesync.db.engine import make_engine, migrate
 from cookiesync.db.schema import outbox
 from cookiesync.domain.email.outbox import Mailer, enqueue
-from tests.conftest import make_settings
 from tests.support.servers import free_port
+from tests.support.settings import make_settings
 
 
 class QuitWatcher:

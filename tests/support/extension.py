@@ -1,4 +1,5 @@
-"""Test doubles around the end-to-end tests of the browser extension.
+"""The browser extension under test (`EXTENSION`, its source folder) and the test doubles
+around its end-to-end tests (tests/e2e/).
 
 * `FakeLinkedIn`: `https://www.linkedin.com` on a loopback port, over HTTPS with a
   self-signed certificate made here. Chromium reaches it through
@@ -6,7 +7,7 @@
   with the signed-in member's id as LinkedIn does (HTML-escaped JSON inside a
   `<code>` element); which member, or a signed-out / id-less page, is switchable.
 * `Recorder`: a small ASGI middleware put in front of the REAL cookiesync app (see
-  `LiveBackend` in conftest.py). It records every request to `/v1/extension/*` (body,
+  `LiveBackend` in tests/e2e/conftest.py). It records every request to `/v1/extension/*` (body,
   headers, `X-Sync-Reason`, token, status, answer) and, only when a test asks with
   `fail_with(status, retry_after)`, answers syncs itself with that failure — the one
   thing the real service cannot be made to do on demand (a 5xx burst, a 429).
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.support.servers import free_port
+
+EXTENSION = Path(__file__).resolve().parents[2] / "extension"
 
 # ----------------------------------------------------------------------------- LinkedIn
 

@@ -16,9 +16,10 @@ from cookiesync.db.schema import utcnow
 from cookiesync.domain.sync import services
 from cookiesync.domain.sync.writer_process import WriterProcess
 from cookiesync.security import decrypt_cookies
-from tests.test_cookie_writes import in_service_loop, link_row, new_cookie
-from tests.test_service import history
-from tests.test_sync_fast_lane import connected_device
+from tests.support.cookie_writes import link_row, new_cookie
+from tests.support.devices import connected_device
+from tests.support.history import history
+from tests.support.service import in_service_loop
 
 
 def ready_child(svc) -> int:
@@ -136,7 +137,7 @@ def test_the_child_ends_with_its_server(tmp_path) -> None:
     kernel closes a dead process's pipes), so a child never outlives its server."""
     from cookiesync.db.engine import migrate_async
     from cookiesync.settings import ensure_local_secrets
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     async def scenario() -> None:
         settings = ensure_local_secrets(make_settings(tmp_path), say=lambda _m: None)
@@ -155,18 +156,3 @@ def test_the_child_ends_with_its_server(tmp_path) -> None:
         assert again.proc is None and second.returncode == 0
 
     asyncio.run(scenario())
-
-
-def test_the_child_gets_only_the_secrets_it_needs(tmp_path) -> None:
-    from cookiesync.domain.sync.writer_process import child_settings
-    from cookiesync.settings import ensure_local_secrets
-    from tests.conftest import make_settings
-
-    settings = ensure_local_secrets(make_settings(tmp_path, unipile_api_key="sk-unipile-key", smtp_password="smtp-pw",
-                                                  integrator_webhook_secret="whsec_abc"), say=lambda _m: None)
-    given = child_settings(settings)
-    assert given.encryption_keys == settings.encryption_keys and given.database == settings.database
-    assert given.retry_interval_s == settings.retry_interval_s and given.sync_interval_s == settings.sync_interval_s
-    for name in ("unipile_api_key", "webhook_secret", "hosted_auth_secret", "smtp_password",
-                 "integrator_webhook_secret", "signing_secret"):
-        assert getattr(settings, name) and not getattr(given, name), name

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 
 from cookiesync.security import new_key_entry
+from tests.support.processes import is_ready
 from tests.support.servers import free_port
-from tests.test_crash import _up
-from tests.test_service import wait_for
+from tests.support.wait import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 
 
@@ -35,7 +35,7 @@ def test_entrypoint_migrates_serves_and_stops(tmp_path, simulator, postgres_url)
     proc = subprocess.Popen([str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(base), timeout=30)
+        wait_for(lambda: is_ready(base), timeout=30)
         assert httpx.get(base + "/readyz").json()["status"] == "ok"
         assert "cookiesync_links" in httpx.get(base + "/metrics").text
         # production mode: no demo user, no simulator mounted

@@ -3,7 +3,6 @@ and started again: the schedule continues from the database, every scheduled
 attempt happens once, and the user gets one email at most."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -12,41 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 
-from cookiesync.db.engine import make_engine
-from cookiesync.db.schema import events, links
+from tests.support.processes import attempt_events, is_ready, link_state, local_secret
 from tests.support.servers import free_port
-from tests.test_service import sim_script, wait_for
+from tests.support.simulator import sim_script
+from tests.support.wait import wait_for
 
 BIN = Path(sys.executable).parent
-
-
-def run_db(url: str, fn):
-    async def go():
-        engine = make_engine(url)
-        try:
-            async with engine.begin() as conn:
-                return await fn(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
-def attempt_events(url: str) -> list[dict]:
-    async def q(conn):
-        rows = (await conn.execute(sa.select(events).where(events.c.kind == "attempt").order_by(events.c.id))).all()
-        return [dict(r._mapping) for r in rows]
-
-    return run_db(url, q)
-
-
-def link_state(url: str) -> str | None:
-    async def q(conn):
-        return (await conn.execute(sa.select(links.c.state))).scalar()
-
-    return run_db(url, q)
 
 
 def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smtp, database_url) -> None:
@@ -68,7 +39,7 @@ def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smt
 
     def start() -> subprocess.Popen:
         proc = subprocess.Popen([cli, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _up(base), timeout=20)
+        wait_for(lambda: is_ready(base), timeout=20)
         return proc
 
     proc = start()
@@ -84,7 +55,7 @@ def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smt
             "plain_id": "9001", "extension_version": "1"})
         assert r.status_code == 200
         wait_for(lambda: link_state(database_url) == "connected")
-        secret = _secret(tmp_path, "webhook_secret")
+        secret = local_secret(tmp_path, "webhook_secret")
         account_id = api.get("/v1/users/c-1/accounts").json()["items"][0]["unipile_account_id"]
         hook = httpx.post(f"{base}/v1/webhooks/unipile/account-status", headers={"Unipile-Auth": secret},
                           json={"AccountStatus": {"account_id": account_id, "account_type": "LINKEDIN",
@@ -110,15 +81,3 @@ def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smt
     assert sorted(slots) == [0, 1, 2, 3, 4], recon
     assert len(smtp.messages) == 1
 
-
-def _up(base: str) -> bool:
-    try:
-        return httpx.get(base + "/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _secret(tmp_path: Path, name: str) -> str:
-    import json
-
-    return json.loads((tmp_path / "data" / "secrets.json").read_text())[name]

@@ -3,7 +3,6 @@ one statement per table and shape): every kind of answer leaves the same link, i
 history, email, notification and counters as the same answer written alone."""
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ from cookiesync.db.schema import attempt_counts, events, incidents, links, notif
 from cookiesync.domain.reconnect.policy import Failure
 from cookiesync.domain.reconnect.services import _Answer
 from cookiesync.unipile.client import AuthResult
+from tests.support.service import in_service_loop
 
 FP = "f" * 64
 OK = AuthResult(outcome="connected", http_status=200, duration_ms=100, account_id="acc-new", object="AccountCreated")
@@ -31,10 +31,6 @@ CASES = {
     "our-config": ("reconnecting", True, 2, OURS),  # an operator alert
     "checkpoint": ("reconnecting", True, 0, CHECKPOINT),  # the checkpoint email
 }
-
-
-def _in_loop(svc, coro):
-    return asyncio.run_coroutine_threadsafe(coro, svc.rt.cookie_writer.task.get_loop()).result(timeout=30)
 
 
 async def _make_links(conn, prefix: str, t0) -> dict[str, int]:
@@ -108,7 +104,7 @@ def test_answers_written_together_leave_what_each_written_alone_leaves(service_f
         alone = [await runner._record_alone(a) for a in _answers(alone_ids)]
         return together, alone
 
-    together, alone = _in_loop(svc, record_both())
+    together, alone = in_service_loop(svc, record_both())
     assert [d.link for d in together] == [d.link for d in alone]
     assert [(d.attempt_now, d.email, d.alert) for d in together] == [(d.attempt_now, d.email, d.alert) for d in alone]
 

@@ -12,6 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from cookiesync.db.schema import events, links
+from tests.support.history import history
+from tests.support.service import settled, status_of
+from tests.support.simulator import sim_script
 from tests.support.wait import wait_for
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
@@ -19,40 +22,6 @@ UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chr
 
 def sim_accounts(sim) -> list[dict]:
     return httpx.get(f"{sim.url}/_sim/accounts").json()["items"]
-
-
-def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None,
-               latency_ms: int | None = None) -> None:
-    from tests.conftest import USED_SECRETS
-
-    USED_SECRETS.add(li_at)
-    body = {"li_at": li_at, "plain_id": plain_id, "name": f"Member {plain_id}"}
-    if outcomes:
-        body["outcomes"] = outcomes
-    if latency_ms is not None:
-        body["latency_ms"] = latency_ms
-    r = httpx.post(f"{sim.url}/_sim/cookies", json=body)
-    assert r.status_code in (200, 201), r.text
-
-
-def status_of(svc, user_id: str, plain_id: str) -> str | None:
-    for item in svc.accounts(user_id):
-        if item["plain_id"] == plain_id:
-            return item["status"]
-    return None
-
-
-def settled(svc, user_id, plain_id):
-    return wait_for(lambda: (s := status_of(svc, user_id, plain_id)) != "pending" and s)
-
-
-def history(svc, link_plain_id: str) -> list[dict]:
-    async def q(conn):
-        link_id = (await conn.execute(sa.select(links.c.id).where(links.c.plain_id == link_plain_id))).scalar_one()
-        rows = (await conn.execute(sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id))).all()
-        return [dict(r._mapping) for r in rows]
-
-    return svc.db(q)
 
 
 def test_pair_sync_connect_end_to_end(service, simulator) -> None:

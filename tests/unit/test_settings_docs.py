@@ -14,7 +14,7 @@ from cookiesync import settings_docs
 from cookiesync.cli import main
 from cookiesync.settings import NOT_SETTINGS, PREFIX, Settings, SettingsError, ensure_local_secrets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_setting_has_a_description() -> None:

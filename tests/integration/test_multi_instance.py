@@ -14,9 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+
+from tests.support.processes import attempt_events, is_ready, link_state, local_secret, run_db
 from tests.support.servers import free_port
-from tests.test_crash import _secret, _up, attempt_events, link_state, run_db
-from tests.test_service import wait_for
+from tests.support.wait import wait_for
 
 BIN = Path(sys.executable).parent
 N = 200
@@ -72,9 +73,9 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
                            + logs[i].read_text(errors="replace")[-1500:])
     try:
         for i, base in enumerate(bases):
-            wait_for(lambda: _up(base), timeout=30, what=not_up(i))
+            wait_for(lambda: is_ready(base), timeout=30, what=not_up(i))
         api = [httpx.Client(base_url=b, headers={"Authorization": f"Bearer {key}"}, timeout=20) for b in bases]
-        secret = _secret(tmp_path, "webhook_secret")
+        secret = local_secret(tmp_path, "webhook_secret")
         for i in range(N):
             li_at = f"AQEDAR-multi-cookie-{i:04d}"
             httpx.post(f"{simulator.url}/_sim/cookies", json={"li_at": li_at, "plain_id": str(10_000 + i),
