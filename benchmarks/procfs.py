@@ -8,9 +8,26 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all its threads), in seconds."""
+    return sum(user_system_seconds(pid))
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole process (all its threads), in seconds: what it ran of its own
+    code, and what the kernel ran for it (system calls: sockets, pipes, file writes)."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def user_system_many(pids) -> tuple[float, float]:
+    user = system = 0.0
+    for pid in pids:
+        try:
+            u, s = user_system_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        user, system = user + u, system + s
+    return user, system
 
 
 def cpu_seconds_many(pids) -> float:

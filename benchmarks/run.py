@@ -126,16 +126,19 @@ class PgCpuSampler:
         with self.lock:
             for pid in list(self.seen) + [p for p in pids if p not in self.seen]:
                 try:
-                    self.seen[pid] = procfs.cpu_seconds(pid)
+                    self.seen[pid] = procfs.user_system_seconds(pid)
                 except (FileNotFoundError, ProcessLookupError):
                     pass
 
-    def total(self) -> float:
+    def user_system(self) -> tuple[float, float]:
         with self.lock:
             pids = list(self.seen)
         self._read(pids)
         with self.lock:
-            return sum(self.seen.values())
+            return sum(u for u, _s in self.seen.values()), sum(s for _u, s in self.seen.values())
+
+    def total(self) -> float:
+        return sum(self.user_system())
 
     def stop(self) -> None:
         self.running = False
@@ -237,27 +240,41 @@ class Service:
 
     def cpu(self) -> tuple[float, float]:
         """(this server's CPU s, its cookie writer's included; its PostgreSQL backends' CPU s so far)."""
-        return procfs.service_cpu_seconds(self.pid), (self.pg_sampler.total() if self.pg_name else 0.0)
+        split = self.cpu_split()
+        return sum(split["server"]) + sum(split["child"]), sum(split["pg"])
+
+    def cpu_split(self) -> dict[str, tuple[float, float]]:
+        """(user, system) CPU s so far of the server process, its cookie writer child and its
+        PostgreSQL backends."""
+        return {"server": procfs.user_system_many([self.pid]),
+                "child": procfs.user_system_many(procfs.children(self.pid)),
+                "pg": self.pg_sampler.user_system() if self.pg_name else (0.0, 0.0)}
 
 
 # --- measurements ---------------------------------------------------------------------
 def measured(svc: Service, fn):
-    """Run fn() and return (its result, server CPU s, pg CPU s, sync outcome counts)."""
+    """Run fn() and return (its result, server CPU s, pg CPU s, sync outcome counts); the counts
+    also hold "split": (user, system) CPU s of the server, its writer child and PostgreSQL."""
     s0 = svc.stats()
-    c0, p0 = svc.cpu()
+    c0 = svc.cpu_split()
     out = fn()
     time.sleep(0.2)  # let the last group commit land inside the window
-    c1, p1 = svc.cpu()
+    c1 = svc.cpu_split()
     s1 = svc.stats()
-    return out, c1 - c0, p1 - p0, {"changed": s1["changed"] - s0["changed"],
-                                   "unchanged": s1["unchanged"] - s0["unchanged"]}
+    split = {k: (c1[k][0] - c0[k][0], c1[k][1] - c0[k][1]) for k in c0}
+    cpu = sum(split["server"]) + sum(split["child"])
+    return out, cpu, sum(split["pg"]), {"changed": s1["changed"] - s0["changed"],
+                                        "unchanged": s1["unchanged"] - s0["unchanged"], "split": split}
 
 
 def wrk_run(ctx: Ctx, svc: Service, path: str, change: float, seconds: int, seed: int) -> dict:
     res, cpu, pg, counts = measured(svc, lambda: load.run_wrk(svc.url, path, svc.devices_file, change, seconds,
                                                              svc.workdir, seed=seed))
-    res["cpu_us"] = cpu / max(1, res["requests"]) * 1e6
-    res["pg_us"] = pg / max(1, res["requests"]) * 1e6
+    per = 1e6 / max(1, res["requests"])
+    res["cpu_us"] = cpu * per
+    res["pg_us"] = pg * per
+    # µs per request of user and system time, by process: where the changed path's CPU goes
+    res["split_us"] = {k: [u * per, s * per] for k, (u, s) in counts.pop("split").items()}
     res.update(counts)
     if path == SYNC and change > 0:
         bad = asyncio.run(data.resend_cookies(svc.url, svc.devices))
@@ -291,6 +308,9 @@ def ratio_series(ctx: Ctx, svc: Service, change: float, label: str, endpoints: t
         return statistics.median(x[key] for x in runs[ep])
 
     out = {k: {key: med(k, key) for key in ("rps", "p50_us", "p99_us", "cpu_us", "pg_us")} for k in runs}
+    for k in runs:
+        out[k]["split_us"] = {part: [statistics.median(x["split_us"][part][i] for x in runs[k]) for i in (0, 1)]
+                              for part in runs[k][0]["split_us"]}
     sync_total = sum(x["changed"] + x["unchanged"] for x in runs["sync"])
     out["changed_share"] = sum(x["changed"] for x in runs["sync"]) / max(1, sync_total)
     out["errors"] = sum(x["errors"] for k in runs for x in runs[k])
@@ -323,6 +343,7 @@ def rate_run(ctx: Ctx, svc: Service, change: float) -> dict:
     drain(svc)
     res["cpu_us"] = cpu / max(1, res["completed"]) * 1e6
     res["pg_us"] = pg / max(1, res["completed"]) * 1e6
+    counts.pop("split")
     res.update(counts)
     if change > 0:
         asyncio.run(data.resend_cookies(svc.url, svc.devices))
@@ -365,12 +386,18 @@ def scale_row(kind: str, total: int, base_links: int, r: dict, base: dict) -> Ro
                f"bare {r['bare']['cpu_us']:.0f} vs {base['bare']['cpu_us']:.0f} µs)", "≤ +10%", growth <= 0.10)
 
 
+def split_text(split: dict) -> str:
+    """The sync's CPU by process, user + system µs per request: "server 90+25, child 40+10, pg 0+0"."""
+    return ", ".join(f"{part} {u:.0f}+{s:.0f}" for part, (u, s) in split.items() if u + s >= 0.5)
+
+
 def ingest_rows(kind: str, label: str, r: dict, goal: float | None, extra: str = "") -> list[Row]:
     value = (f"{r['ratio']:.2f} ({r['sync']['rps']:,.0f} / {r['bare']['rps']:,.0f} req/s; "
              f"p50 {fmt_ms(r['sync']['p50_us'])}/{fmt_ms(r['bare']['p50_us'])} ms, "
              f"p99 {fmt_ms(r['sync']['p99_us'])}/{fmt_ms(r['bare']['p99_us'])} ms; "
              f"CPU {r['sync']['cpu_us']:.0f}/{r['bare']['cpu_us']:.0f} µs/req"
              + (f" +pg {r['sync']['pg_us']:.0f}" if r['sync']['pg_us'] else "")
+             + f" ({split_text(r['sync']['split_us'])})"
              + f"; {r['changed_share']:.0%} changed{extra}; "
              f"against the fast-lane decode-and-204 limit: {r['ratio_lane']:.2f} of {r['lane']['rps']:,.0f} req/s, "
              f"CPU {r['lane']['cpu_us']:.0f} µs/req)")
