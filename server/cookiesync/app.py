@@ -20,7 +20,7 @@ from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
-from cookiesync.runtime import SIM_API_KEY, SIM_MOUNT, Runtime, open_runtime, unipile_target
+from cookiesync.runtime import RT, SIM_API_KEY, SIM_MOUNT, Runtime, open_runtime, unipile_target
 from cookiesync.settings import Settings, ensure_local_secrets
 
 log = logging.getLogger("cookiesync")
@@ -48,7 +48,7 @@ def healthz() -> Health:
 
 
 @get("/readyz", include_in_schema=False)
-async def readyz(rt: Runtime) -> Response[Health]:
+async def readyz(rt: RT) -> Response[Health]:
     try:
         current = await current_revision(rt.engine)
     except Exception as exc:
@@ -60,7 +60,7 @@ async def readyz(rt: Runtime) -> Response[Health]:
 
 
 @get("/metrics", include_in_schema=False)
-async def metrics(rt: Runtime) -> Response[bytes]:
+async def metrics(rt: RT) -> Response[bytes]:
     from cookiesync.domain.support.stats import refresh_gauges
 
     await refresh_gauges(rt)

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # The parts, imported at run time, not only for type checkers: Litestar resolves the
@@ -122,6 +123,11 @@ class Runtime:
 
 SIM_MOUNT = "/unipile-sim"  # where the app mounts the simulator when Unipile is simulated
 SIM_API_KEY = "sim-api-key"
+
+
+# How a handler (or a dependency) asks for the app's runtime: `rt: RT`, injected by name from the
+# app's `dependencies["rt"]` (app.create_app). The one idiom of every controller.
+RT = NamedDependency[Runtime]
 
 
 def unipile_target(settings: Settings) -> tuple[str, str]:

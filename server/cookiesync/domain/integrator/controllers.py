@@ -14,9 +14,8 @@ from cookiesync.domain.integrator import services
 from cookiesync.domain.integrator.schemas import USER_ID_PATTERN, AccountsOut, EraseOut, PairingCodeOut, UserIn, \
     UserOut
 from cookiesync.http import bearer_token
-from cookiesync.runtime import Runtime
+from cookiesync.runtime import RT
 
-RT = NamedDependency[Runtime]
 Actor = NamedDependency[str]
 UserId = Annotated[str, Parameter(pattern=USER_ID_PATTERN, description="the integrator's own user id")]
 

@@ -10,7 +10,7 @@ from litestar.response import Redirect
 
 from cookiesync.db.engine import reader
 from cookiesync.domain.reconnect.services import add_event, load_link
-from cookiesync.runtime import Runtime
+from cookiesync.runtime import RT
 from cookiesync.unipile.client import UnipileError
 
 log = logging.getLogger("cookiesync.reconnect")
@@ -39,7 +39,7 @@ class ReconnectController(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def start(self, token: str, rt: Runtime) -> Response:
+    async def start(self, token: str, rt: RT) -> Response:
         claims = rt.reconnect_signer.verify(token)
         if claims is None:
             return _invalid()
@@ -76,7 +76,7 @@ class ReconnectController(Controller):
         return Redirect(url, status_code=302)
 
     @get("/{token:str}/done")
-    async def done(self, token: str, rt: Runtime, result: str = "success") -> Response:
+    async def done(self, token: str, rt: RT, result: str = "success") -> Response:
         claims = rt.reconnect_signer.verify(token)
         if claims is None:
             return _invalid()

@@ -10,7 +10,7 @@ from cookiesync.domain.sync.fast_lane import sync_fast_lane
 from cookiesync.domain.sync.models import Device
 from cookiesync.domain.sync.schemas import PairIn, PairOut, SyncIn, SyncOut
 from cookiesync.http import TooManyRequests, bearer_from, bearer_token, client_ip
-from cookiesync.runtime import Runtime
+from cookiesync.runtime import RT, Runtime
 
 
 async def admitted(rt: Runtime, request: Request) -> tuple[Device, str | None]:
@@ -25,7 +25,7 @@ class ExtensionController(Controller):
     tags = ["extension"]
 
     @post("/pair", status_code=HTTP_201_CREATED, summary="Trade a pairing code for a device token")
-    async def pair(self, data: PairIn, request: Request, rt: Runtime) -> PairOut:
+    async def pair(self, data: PairIn, request: Request, rt: RT) -> PairOut:
         ip = client_ip(request, rt.trusted_proxies)
         wait = rt.pair_limiter.check(f"pair:{ip}", cost=0)
         if wait is not None:
@@ -39,12 +39,12 @@ class ExtensionController(Controller):
 
     @post("/sync", status_code=200, summary="Post the browser's LinkedIn cookies",
           middleware=[sync_fast_lane])
-    async def sync(self, data: SyncIn, request: Request, rt: Runtime) -> SyncOut:
+    async def sync(self, data: SyncIn, request: Request, rt: RT) -> SyncOut:
         device, ip = await admitted(rt, request)
         return await services.sync(rt, device, data, ip)
 
     @delete("/device", status_code=HTTP_204_NO_CONTENT, summary="Unpair: revoke this device's token")
-    async def unpair(self, request: Request, rt: Runtime) -> None:
+    async def unpair(self, request: Request, rt: RT) -> None:
         device = await services.device_for_token(rt, bearer_token(request))
         if device is None:
             raise NotAuthorizedException(detail=services.UNKNOWN_DEVICE)

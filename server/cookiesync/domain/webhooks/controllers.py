@@ -18,7 +18,7 @@ from cookiesync.db.schema import links, utcnow, webhook_receipts
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event
 from cookiesync.domain.sync.services import forget_link
-from cookiesync.runtime import Runtime
+from cookiesync.runtime import RT, Runtime
 from cookiesync.security import same_secret
 from cookiesync.unipile.client import UnipileError
 
@@ -79,7 +79,7 @@ class WebhookController(Controller):
     include_in_schema = True
 
     @post("/account-status", status_code=200, summary="Unipile account-status webhook")
-    async def account_status(self, request: Request, rt: Runtime) -> Ack:
+    async def account_status(self, request: Request, rt: RT) -> Ack:
         s = rt.settings
         given = request.headers.get(s.webhook_header.lower(), "")
         if not same_secret(given, s.webhook_secret):
@@ -119,7 +119,7 @@ class WebhookController(Controller):
         return Ack(ok=True, duplicate=duplicate)
 
     @post("/hosted-auth", status_code=200, summary="Unipile hosted-auth notify_url")
-    async def hosted_auth(self, request: Request, rt: Runtime) -> Ack:
+    async def hosted_auth(self, request: Request, rt: RT) -> Ack:
         secret = request.query_params.get("secret", "")
         if not same_secret(secret, rt.settings.hosted_auth_secret):
             raise NotAuthorizedException(detail="bad or missing secret")
