@@ -82,10 +82,7 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
     """POST /accounts (account_id None) and POST /accounts/{account_id}: one intent."""
     sim = sim_of(request)
     reconnect = account_id is not None
-    try:
-        creds = validate_auth_body(await json_object(request), reconnect)
-    except BadRequest as exc:
-        return exc.response()
+    creds = validate_auth_body(await json_object(request), reconnect)
     keys = {("cookie", creds.li_at)} | ({("account", account_id)} if reconnect else set())
     async with sim.lock:
         if reconnect and account_id not in sim.accounts:
@@ -171,10 +168,7 @@ async def reconnect_account(request: Request, account_id: str) -> Response:
 @get(f"{API}/accounts")
 async def list_accounts(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        offset, limit = read_cursor(request.query_params)
-    except BadRequest as exc:
-        return exc.response()
+    offset, limit = read_cursor(request.query_params)
     accounts = list(sim.accounts.values())
     chunk, cursor = cut_page(accounts, offset, limit)
     counts = {s: 0 for s in ("OK", "CONNECTING", "CREDENTIALS", "STOPPED")}

@@ -37,15 +37,12 @@ def _pending(sim: SimState, body: dict) -> Account | Response:
 @post(f"{API}/accounts/checkpoint", status_code=201)
 async def solve_checkpoint(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        check_fields(body, {"account_id", "provider", "code"}, ("account_id", "provider", "code"))
-        if body["provider"] not in CHECKPOINT_PROVIDERS:
-            raise BadRequest("invalid_parameters", "provider is not supported for checkpoints.")
-        if not isinstance(body["code"], str) or not isinstance(body["account_id"], str):
-            raise BadRequest("invalid_parameters", "account_id and code must be strings.")
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    check_fields(body, {"account_id", "provider", "code"}, ("account_id", "provider", "code"))
+    if body["provider"] not in CHECKPOINT_PROVIDERS:
+        raise BadRequest("invalid_parameters", "provider is not supported for checkpoints.")
+    if not isinstance(body["code"], str) or not isinstance(body["account_id"], str):
+        raise BadRequest("invalid_parameters", "account_id and code must be strings.")
     code = body["code"].strip()
     async with sim.lock:
         account = _pending(sim, body)
@@ -87,13 +84,10 @@ def solve(sim: SimState, account: Account, webhooks: bool) -> Response:
 @post(f"{API}/accounts/checkpoint/resend", status_code=200)
 async def resend_checkpoint(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        check_fields(body, {"account_id", "provider"}, ("account_id", "provider"))
-        if body["provider"] not in ("LINKEDIN", "INSTAGRAM", "MESSENGER"):
-            raise BadRequest("invalid_parameters", "provider is not supported for resend.")
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    check_fields(body, {"account_id", "provider"}, ("account_id", "provider"))
+    if body["provider"] not in ("LINKEDIN", "INSTAGRAM", "MESSENGER"):
+        raise BadRequest("invalid_parameters", "provider is not supported for resend.")
     async with sim.lock:
         account = _pending(sim, body)
         if isinstance(account, Response):

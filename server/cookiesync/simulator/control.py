@@ -59,13 +59,11 @@ async def sim_stats(request: Request) -> Response:
 @post("/_sim/config", status_code=200, include_in_schema=False)
 async def sim_config(request: Request) -> Response:
     sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, set(MUTABLE_CONFIG), ())
+    merged = msgspec.to_builtins(sim.config) | body
     try:
-        body = await json_object(request)
-        check_fields(body, set(MUTABLE_CONFIG), ())
-        merged = msgspec.to_builtins(sim.config) | body
         new = msgspec.convert(merged, SimulatorConfig)
-    except BadRequest as exc:
-        return exc.response()
     except msgspec.ValidationError as exc:
         return err(400, "invalid_parameters", "Invalid parameters", str(exc))
     sim.config = new
@@ -75,17 +73,14 @@ async def sim_config(request: Request) -> Response:
 @post("/_sim/cookies", status_code=200, include_in_schema=False)
 async def sim_cookies(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        check_fields(body, {"li_at", "plain_id", "provider_id", "name", "outcomes", "latency_ms"}, ("li_at",))
-        for name in ("li_at", "plain_id", "provider_id", "name"):
-            want(body, name, str, nullable=name != "li_at")
-        outcomes = _outcomes(body["outcomes"]) if "outcomes" in body else []
-        latency = want(body, "latency_ms", int)
-        if body.get("provider_id") and not body.get("plain_id"):
-            raise BadRequest("missing_parameters", "provider_id needs plain_id.")
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    check_fields(body, {"li_at", "plain_id", "provider_id", "name", "outcomes", "latency_ms"}, ("li_at",))
+    for name in ("li_at", "plain_id", "provider_id", "name"):
+        want(body, name, str, nullable=name != "li_at")
+    outcomes = _outcomes(body["outcomes"]) if "outcomes" in body else []
+    latency = want(body, "latency_ms", int)
+    if body.get("provider_id") and not body.get("plain_id"):
+        raise BadRequest("missing_parameters", "provider_id needs plain_id.")
     async with sim.lock:
         entry = sim.cookie(body["li_at"])
         member = None
@@ -102,13 +97,10 @@ async def sim_cookies(request: Request) -> Response:
 @post("/_sim/outcomes", status_code=200, include_in_schema=False)
 async def sim_outcomes(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        check_fields(body, {"account_id", "outcomes"}, ("outcomes",))
-        outcomes = _outcomes(body["outcomes"])
-        account_id = want(body, "account_id", str)
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    check_fields(body, {"account_id", "outcomes"}, ("outcomes",))
+    outcomes = _outcomes(body["outcomes"])
+    account_id = want(body, "account_id", str)
     async with sim.lock:
         queue = sim.account_outcomes.setdefault(account_id, []) if account_id else sim.global_outcomes
         queue.extend(outcomes)
@@ -130,14 +122,11 @@ async def sim_accounts(request: Request) -> Response:
 async def sim_account_status(request: Request, account_id: str) -> Response:
     """Set an account's status and fire the account-status webhook(s); answers the deliveries."""
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        check_fields(body, {"message", "webhook"}, ("message",))
-        message = body["message"]
-        if message not in STATUS_MESSAGES:
-            raise BadRequest("invalid_parameters", f"message must be one of {', '.join(STATUS_MESSAGES)}.")
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    check_fields(body, {"message", "webhook"}, ("message",))
+    message = body["message"]
+    if message not in STATUS_MESSAGES:
+        raise BadRequest("invalid_parameters", f"message must be one of {', '.join(STATUS_MESSAGES)}.")
     async with sim.lock:
         account = sim.accounts.get(account_id)
         if account is None:

@@ -67,11 +67,8 @@ def validate_hosted_body(body: dict) -> datetime:
 @post(f"{API}/hosted/accounts/link", status_code=201)
 async def hosted_link(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        expires_at = validate_hosted_body(body)
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    expires_at = validate_hosted_body(body)
     async with sim.lock:
         if body["type"] == "reconnect" and body["reconnect_account"] not in sim.accounts:
             return not_found("account", body["reconnect_account"])

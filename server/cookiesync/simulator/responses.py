@@ -29,6 +29,8 @@ def html(text: str, status: int = 200) -> Response:
 
 
 class BadRequest(Exception):
+    """A 400 of contract §5; raised anywhere in a handler, answered by `bad_request`."""
+
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind, self.detail = kind, detail
@@ -44,10 +46,14 @@ def not_found(what: str, ident: str) -> Response:
     return err(404, "resource_not_found", "Resource not found", f"No {what} with id {ident!r}.")
 
 
-# --- Litestar's exceptions (routing, body size, bugs) in Unipile's shape -------------------------
+# --- exception handlers: ours, and Litestar's own (routing, body size, bugs), in Unipile's shape
 _HTTP_KINDS = {400: ("malformed_request", "Malformed request"), 401: ("missing_credentials", "Missing credentials"),
                404: ("resource_not_found", "Resource not found"), 405: ("invalid_request", "Method not allowed"),
                413: ("invalid_request", "Request too large")}
+
+
+def bad_request(request: Request, exc: BadRequest) -> Response:
+    return exc.response()
 
 
 def http_exception(request: Request, exc: HTTPException) -> Response:

@@ -89,10 +89,7 @@ def validate_webhook_body(body: dict) -> None:
 @get(f"{API}/webhooks")
 async def list_webhooks(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        offset, limit = read_cursor(request.query_params)
-    except BadRequest as exc:
-        return exc.response()
+    offset, limit = read_cursor(request.query_params)
     chunk, cursor = cut_page(list(sim.webhooks.values()), offset, limit)
     return jresp({"object": "WebhookList", "items": [w.as_dict() for w in chunk], "cursor": cursor})
 
@@ -100,11 +97,8 @@ async def list_webhooks(request: Request) -> Response:
 @post(f"{API}/webhooks", status_code=201)
 async def create_webhook(request: Request) -> Response:
     sim = sim_of(request)
-    try:
-        body = await json_object(request)
-        validate_webhook_body(body)
-    except BadRequest as exc:
-        return exc.response()
+    body = await json_object(request)
+    validate_webhook_body(body)
     async with sim.lock:
         wh = Webhook(id=new_id(), body=body)
         sim.webhooks[wh.id] = wh
