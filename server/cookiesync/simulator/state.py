@@ -1,7 +1,8 @@
 """In-memory state of the Unipile simulator: members, cookies, accounts, scripted outcomes.
 
-Everything here is plain synchronous Python; the app (``app.py``) guards compound
-updates with ``SimState.lock`` and does all waiting (latency, webhooks) outside it.
+Everything here is plain synchronous Python; the route handlers (one module per contract
+section) guard compound updates with ``SimState.lock`` and do all waiting (latency, webhooks)
+outside it.
 """
 from __future__ import annotations
 
@@ -60,7 +61,6 @@ OUTCOME_ERRORS: dict[str, tuple[int, str, str, str]] = {
     "timeout": (504, "request_timeout", "Request timeout", "The provider did not answer in time."),
 }
 CHECKPOINT_TYPES = ("2FA", "OTP", "PHONE_REGISTER", "IN_APP_VALIDATION", "CAPTCHA", "CONTRACT_CHOOSER")
-ACCOUNT_STATUSES = ("OK", "STOPPED", "ERROR", "CREDENTIALS", "PERMISSIONS", "CONNECTING")
 # webhook message -> account status it leaves behind (None: the account is removed)
 STATUS_MESSAGES: dict[str, str | None] = {
     "OK": "OK", "ERROR": "ERROR", "STOPPED": "STOPPED", "CREDENTIALS": "CREDENTIALS",

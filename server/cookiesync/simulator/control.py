@@ -1,0 +1,165 @@
+"""The control API under ``/_sim`` (no API key, not in the OpenAPI schema), for tests and the demo:
+reset, configuration, scripted outcomes and latency per cookie, account or globally (fault
+injection), account status changes with their webhooks, checkpoint approval, and inspection of
+calls, accounts, hosted links and webhook deliveries."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from cookiesync.simulator.checkpoints import solve
+from cookiesync.simulator.inputs import check_fields, json_object, sim_of, want
+from cookiesync.simulator.responses import BadRequest, err, jresp, not_found
+from cookiesync.simulator.state import (
+    MUTABLE_CONFIG,
+    STATUS_MESSAGES,
+    OutcomeError,
+    SimState,
+    SimulatorConfig,
+    parse_outcome,
+)
+from cookiesync.simulator.webhooks import fire_account_status
+
+
+def _outcomes(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise BadRequest("invalid_parameters", "outcomes must be a list of strings.")
+    try:
+        return [parse_outcome(o) for o in value]
+    except OutcomeError as exc:
+        raise BadRequest("invalid_parameters", str(exc)) from None
+
+
+def _config_json(sim: SimState) -> dict:
+    return msgspec.to_builtins(sim.config)
+
+
+@post("/_sim/reset", status_code=200, include_in_schema=False)
+async def sim_reset(request: Request) -> Response:
+    sim = sim_of(request)
+    async with sim.lock:
+        sim.reset()
+    return jresp({"ok": True})
+
+
+@get("/_sim/config", include_in_schema=False)
+async def sim_get_config(request: Request) -> Response:
+    return jresp(_config_json(sim_of(request)))
+
+
+@get("/_sim/stats", include_in_schema=False)
+async def sim_stats(request: Request) -> Response:
+    sim = sim_of(request)
+    return jresp({"auth_in_flight": sim.auth_in_flight, "auth_in_flight_peak": sim.auth_in_flight_peak,
+                  "calls": len(sim.calls)})
+
+
+@post("/_sim/config", status_code=200, include_in_schema=False)
+async def sim_config(request: Request) -> Response:
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, set(MUTABLE_CONFIG), ())
+    merged = msgspec.to_builtins(sim.config) | body
+    try:
+        new = msgspec.convert(merged, SimulatorConfig)
+    except msgspec.ValidationError as exc:
+        return err(400, "invalid_parameters", "Invalid parameters", str(exc))
+    sim.config = new
+    return jresp(_config_json(sim))
+
+
+@post("/_sim/cookies", status_code=200, include_in_schema=False)
+async def sim_cookies(request: Request) -> Response:
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"li_at", "plain_id", "provider_id", "name", "outcomes", "latency_ms"}, ("li_at",))
+    for name in ("li_at", "plain_id", "provider_id", "name"):
+        want(body, name, str, nullable=name != "li_at")
+    outcomes = _outcomes(body["outcomes"]) if "outcomes" in body else []
+    latency = want(body, "latency_ms", int)
+    if body.get("provider_id") and not body.get("plain_id"):
+        raise BadRequest("missing_parameters", "provider_id needs plain_id.")
+    async with sim.lock:
+        entry = sim.cookie(body["li_at"])
+        member = None
+        if body.get("plain_id"):
+            member = sim.member(body["plain_id"], body.get("provider_id"), body.get("name"))
+            entry.plain_id = member.plain_id
+        entry.outcomes.extend(outcomes)
+        if latency is not None:
+            entry.latency_ms = latency
+        member = member or (sim.members.get(entry.plain_id) if entry.plain_id else None)
+    return jresp(entry.as_dict() | {"member": member.as_dict() if member else None})
+
+
+@post("/_sim/outcomes", status_code=200, include_in_schema=False)
+async def sim_outcomes(request: Request) -> Response:
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"account_id", "outcomes"}, ("outcomes",))
+    outcomes = _outcomes(body["outcomes"])
+    account_id = want(body, "account_id", str)
+    async with sim.lock:
+        queue = sim.account_outcomes.setdefault(account_id, []) if account_id else sim.global_outcomes
+        queue.extend(outcomes)
+    return jresp({"account_id": account_id, "outcomes": list(queue)})
+
+
+@get("/_sim/calls", include_in_schema=False)
+async def sim_calls(request: Request) -> Response:
+    return jresp({"items": sim_of(request).calls})
+
+
+@get("/_sim/accounts", include_in_schema=False)
+async def sim_accounts(request: Request) -> Response:
+    sim = sim_of(request)
+    return jresp({"items": [sim.account_internal(a) for a in sim.accounts.values()]})
+
+
+@post("/_sim/accounts/{account_id:str}/status", status_code=200, include_in_schema=False)
+async def sim_account_status(request: Request, account_id: str) -> Response:
+    """Set an account's status and fire the account-status webhook(s); answers the deliveries."""
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"message", "webhook"}, ("message",))
+    message = body["message"]
+    if message not in STATUS_MESSAGES:
+        raise BadRequest("invalid_parameters", f"message must be one of {', '.join(STATUS_MESSAGES)}.")
+    async with sim.lock:
+        account = sim.accounts.get(account_id)
+        if account is None:
+            return not_found("account", account_id)
+        status = STATUS_MESSAGES[message]
+        if status is None:
+            sim.accounts.pop(account_id)
+        else:
+            account.status = status
+            if status == "OK":
+                account.checkpoint = None
+    deliveries = await fire_account_status(sim, account_id, message) if body.get("webhook", True) else []
+    return jresp({"account_id": account_id, "message": message, "status": status, "deliveries": deliveries})
+
+
+@post("/_sim/accounts/{account_id:str}/approve", status_code=200, include_in_schema=False)
+async def sim_approve(request: Request, account_id: str) -> Response:
+    """The member approves a pending checkpoint in the LinkedIn app (IN_APP_VALIDATION)."""
+    sim = sim_of(request)
+    async with sim.lock:
+        account = sim.accounts.get(account_id)
+        if account is None:
+            return not_found("account", account_id)
+        if account.checkpoint is None:
+            return err(400, "invalid_request", "Invalid request", "No checkpoint is pending for this account.")
+        return solve(sim, account, webhooks=True)
+
+
+@get("/_sim/hosted-links", include_in_schema=False)
+async def sim_hosted_links(request: Request) -> Response:
+    return jresp({"items": [link.as_dict() for link in sim_of(request).hosted.values()]})
+
+
+@get("/_sim/webhook-deliveries", include_in_schema=False)
+async def sim_deliveries(request: Request) -> Response:
+    return jresp({"items": sim_of(request).deliveries})
