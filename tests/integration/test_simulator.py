@@ -564,7 +564,7 @@ def test_mounted_under_a_prefix_like_the_embedded_demo() -> None:
     """cookiesync mounts the simulator at /unipile-sim; hosted URLs then carry the prefix."""
     from litestar import Litestar
 
-    from cookiesync.simulator import simulator_mount
+    from cookiesync.simulator.app import simulator_mount
 
     mounted = simulator_mount("/unipile-sim", create_simulator_app(SimulatorConfig(api_key=KEY)))
 
