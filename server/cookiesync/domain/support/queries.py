@@ -17,8 +17,9 @@ from cookiesync.db.engine import reader
 from cookiesync.db.schema import UTCDateTime, attempt_counts, devices, events, incidents, leases, links, \
     notifications, outbox, users, utcnow
 from cookiesync.domain.notifications.services import EVENT_TYPES
+from cookiesync.domain.reconnect.counters import top_of_hour
 from cookiesync.domain.support import schemas as S
-from cookiesync.domain.support.stats import link_counts, top_of_hour
+from cookiesync.domain.support.stats import link_counts
 
 
 class BadQuery(ValueError):
