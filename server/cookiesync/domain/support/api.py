@@ -23,8 +23,8 @@ LinkAction = Literal["retry", "stop", "disable", "enable", "resend-email"]
 OutboxStatus = Literal["pending", "held", "sending", "sent", "failed"]
 NotificationStatus = Literal["pending", "delivered", "failed"]
 NotificationEvent = Literal["link.connected", "link.needs_user", "link.checkpoint", "link.disabled"]
-assert set(NotificationStatus.__args__) == set(queries.NOTIFICATION_STATUSES)
-assert set(NotificationEvent.__args__) == set(queries.NOTIFICATION_EVENT_TYPES)
+assert set(NotificationStatus.__args__) == set(queries.notifications.STATUSES)
+assert set(NotificationEvent.__args__) == set(queries.notifications.EVENT_TYPES)
 LinkState = Literal["pending", "connected", "reconnecting", "needs_user", "checkpoint", "disabled"]
 assert set(LinkState.__args__) == {s.value for s in State}
 
@@ -46,7 +46,7 @@ class SupportAPI(Controller):
     @get("/overview", summary="Links by state, open incidents, success rates, outbox, sweep, attempts per hour",
          description=AUTH_NOTE)
     async def overview(self, rt: RT, principal: Who) -> S.Overview:
-        return await queries.overview(rt)
+        return await queries.overview.read(rt)
 
     @get("/links", summary="Links, last changed first, filtered; keyset-paginated", description=AUTH_NOTE)
     async def links(
@@ -65,10 +65,11 @@ class SupportAPI(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> S.LinkPage:
         try:
-            flt = queries.LinkFilter(state=link_state, user_id=user_id, email=email, plain_id=plain_id,
-                                     account_id=account_id, updated_from=queries.parse_day(updated_from),
-                                     updated_to=queries.parse_day(updated_to, end=True), order=order)
-            return await queries.list_links(rt, flt, cursor=cursor, limit=limit)
+            flt = queries.links.LinkFilter(state=link_state, user_id=user_id, email=email, plain_id=plain_id,
+                                           account_id=account_id, updated_from=queries.links.parse_day(updated_from),
+                                           updated_to=queries.links.parse_day(updated_to, end=True), order=order,
+                                           cursor=cursor, limit=limit)
+            return await queries.links.page(rt, flt)
         except queries.BadQuery as exc:
             raise ValidationException(detail=str(exc)) from None
 
@@ -78,7 +79,7 @@ class SupportAPI(Controller):
                    before: Annotated[int | None, QueryParameter(
                        description="timeline events older than this id (the previous page's next cursor)")] = None,
                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100) -> S.LinkDetail:
-        detail = await queries.link_detail(rt, link_id, before=before, limit=limit)
+        detail = await queries.links.detail(rt, link_id, before=before, limit=limit)
         if detail is None:
             raise NotFoundException(detail=f"no link {link_id}")
         return detail
@@ -115,15 +116,15 @@ class SupportAPI(Controller):
                      cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
                      limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50) -> S.OutboxPage:
         try:
-            return await queries.list_outbox(rt, status=status, user_id=user_id, link_id=link_id, cursor=cursor,
-                                             limit=limit)
+            return await queries.outbox.page(rt, queries.ListQuery(
+                {"status": status, "user_id": user_id, "link_id": link_id}, cursor, limit))
         except queries.BadQuery as exc:
             raise ValidationException(detail=str(exc)) from None
 
     @get("/outbox/{outbox_id:int}", summary="One email with its rendered bodies (reconnect token redacted)",
          description=AUTH_NOTE)
     async def email(self, rt: RT, principal: Who, outbox_id: FromPath[int]) -> S.OutboxDetail:
-        detail = await queries.outbox_detail(rt, outbox_id)
+        detail = await queries.outbox.detail(rt, outbox_id)
         if detail is None:
             raise NotFoundException(detail=f"no email {outbox_id}")
         return detail
@@ -149,15 +150,15 @@ class SupportAPI(Controller):
                             cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
                             limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50) -> S.NotificationPage:
         try:
-            return await queries.list_notifications(rt, status=status, event_type=event_type, user_id=user_id,
-                                                    link_id=link_id, cursor=cursor, limit=limit)
+            return await queries.notifications.page(rt, queries.ListQuery(
+                {"status": status, "event_type": event_type, "user_id": user_id, "link_id": link_id}, cursor, limit))
         except queries.BadQuery as exc:
             raise ValidationException(detail=str(exc)) from None
 
     @get("/notifications/{notification_id:int}", summary="One integrator notification with the payload sent",
          description=AUTH_NOTE)
     async def notification(self, rt: RT, principal: Who, notification_id: FromPath[int]) -> S.NotificationDetail:
-        detail = await queries.notification_detail(rt, notification_id)
+        detail = await queries.notifications.detail(rt, notification_id)
         if detail is None:
             raise NotFoundException(detail=f"no notification {notification_id}")
         return detail

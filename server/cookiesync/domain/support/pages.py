@@ -83,9 +83,9 @@ def _pct(value: float | None) -> str:
 _env = jinja2.Environment(loader=jinja2.PackageLoader("cookiesync.domain.support", "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 _env.filters.update(iso=_iso, age=_age, pct=_pct, as_dt=_as_dt, pretty=_pretty)
-_env.globals.update(states=[s.value for s in State], statuses=queries.OUTBOX_STATUSES, urlencode=urlencode,
-                    notification_statuses=queries.NOTIFICATION_STATUSES,
-                    notification_events=queries.NOTIFICATION_EVENT_TYPES)
+_env.globals.update(states=[s.value for s in State], statuses=queries.outbox.STATUSES, urlencode=urlencode,
+                    notification_statuses=queries.notifications.STATUSES,
+                    notification_events=queries.notifications.EVENT_TYPES)
 
 
 def render(template: str, status: int = 200, **ctx) -> Response:
@@ -219,7 +219,7 @@ class SupportPages(Controller):
     # --- pages -------------------------------------------------------------------
     @get("/")
     async def overview(self, rt: RT, member: Member) -> Response:
-        data = await queries.overview(rt)
+        data = await queries.overview.read(rt)
         peak = max([b.total for b in data.attempts_per_hour] + [1])
         return render("overview.html", title="Overview", page_id="overview", member=member, o=data, peak=peak,
                       settings=rt.settings)
@@ -228,20 +228,21 @@ class SupportPages(Controller):
     async def links(self, request: Request, rt: RT, member: Member) -> Response:
         q = request.query_params
         error = None
-        flt = queries.LinkFilter()
+        flt = queries.links.LinkFilter()
         page = None
         try:
             state = (q.get("state") or "").strip() or None
             if state and state not in [s.value for s in State]:
                 raise queries.BadQuery(f"unknown state {state!r}")
-            flt = queries.LinkFilter(
+            limit = int(q.get("limit") or 50) if (q.get("limit") or "50").isdigit() else 50
+            flt = queries.links.LinkFilter(
                 state=state, user_id=(q.get("user_id") or "").strip() or None,
                 email=(q.get("email") or "").strip() or None, plain_id=(q.get("plain_id") or "").strip() or None,
                 account_id=(q.get("account_id") or "").strip() or None,
-                updated_from=queries.parse_day(q.get("from")), updated_to=queries.parse_day(q.get("to"), end=True),
-                order="asc" if q.get("order") == "asc" else "desc")
-            limit = int(q.get("limit") or 50) if (q.get("limit") or "50").isdigit() else 50
-            page = await queries.list_links(rt, flt, cursor=q.get("cursor") or None, limit=limit)
+                updated_from=queries.links.parse_day(q.get("from")),
+                updated_to=queries.links.parse_day(q.get("to"), end=True),
+                order="asc" if q.get("order") == "asc" else "desc", cursor=q.get("cursor") or None, limit=limit)
+            page = await queries.links.page(rt, flt)
         except queries.BadQuery as exc:
             error = str(exc)
         return render("links.html", status=400 if error else 200, title="Links", page_id="links", member=member,
@@ -251,7 +252,7 @@ class SupportPages(Controller):
     @get("/links/{link_id:int}")
     async def link(self, request: Request, link_id: FromPath[int], rt: RT, member: Member) -> Response:
         before = request.query_params.get("before")
-        detail = await queries.link_detail(rt, link_id, before=int(before) if before and before.isdigit() else None)
+        detail = await queries.links.detail(rt, link_id, before=int(before) if before and before.isdigit() else None)
         if detail is None:
             return error_page(404, "No such link", f"There is no link {link_id}.", member)
         due = detail.link.next_attempt_at is not None and detail.link.next_attempt_at <= datetime.now(timezone.utc)
@@ -300,13 +301,13 @@ class SupportPages(Controller):
     async def outbox(self, request: Request, rt: RT, member: Member) -> Response:
         q = request.query_params
         status = q.get("status") or None
-        if status and status not in queries.OUTBOX_STATUSES:
+        if status and status not in queries.outbox.STATUSES:
             status = None
         link_id = q.get("link_id")
         try:
-            page = await queries.list_outbox(rt, status=status, user_id=q.get("user_id") or None,
-                                             link_id=int(link_id) if link_id and link_id.isdigit() else None,
-                                             cursor=q.get("cursor") or None)
+            page = await queries.outbox.page(rt, queries.ListQuery(
+                {"status": status, "user_id": q.get("user_id") or None,
+                 "link_id": int(link_id) if link_id and link_id.isdigit() else None}, q.get("cursor") or None))
         except queries.BadQuery as exc:
             return error_page(400, "Bad request", str(exc), member)
         args = {k: v for k, v in (("status", status), ("user_id", q.get("user_id")), ("link_id", link_id)) if v}
@@ -315,7 +316,7 @@ class SupportPages(Controller):
 
     @get("/outbox/{outbox_id:int}")
     async def email(self, request: Request, outbox_id: FromPath[int], rt: RT, member: Member) -> Response:
-        detail = await queries.outbox_detail(rt, outbox_id)
+        detail = await queries.outbox.detail(rt, outbox_id)
         if detail is None:
             return error_page(404, "No such email", f"There is no email {outbox_id}.", member)
         return render("email.html", title=f"Email {outbox_id}", page_id="email", member=member, e=detail,
@@ -338,17 +339,16 @@ class SupportPages(Controller):
     async def notifications(self, request: Request, rt: RT, member: Member) -> Response:
         q = request.query_params
         status = q.get("status") or None
-        if status and status not in queries.NOTIFICATION_STATUSES:
+        if status and status not in queries.notifications.STATUSES:
             status = None
         event_type = q.get("event_type") or None
-        if event_type and event_type not in queries.NOTIFICATION_EVENT_TYPES:
+        if event_type and event_type not in queries.notifications.EVENT_TYPES:
             event_type = None
         link_id = q.get("link_id")
         try:
-            page = await queries.list_notifications(rt, status=status, event_type=event_type,
-                                                    user_id=q.get("user_id") or None,
-                                                    link_id=int(link_id) if link_id and link_id.isdigit() else None,
-                                                    cursor=q.get("cursor") or None)
+            page = await queries.notifications.page(rt, queries.ListQuery(
+                {"status": status, "event_type": event_type, "user_id": q.get("user_id") or None,
+                 "link_id": int(link_id) if link_id and link_id.isdigit() else None}, q.get("cursor") or None))
         except queries.BadQuery as exc:
             return error_page(400, "Bad request", str(exc), member)
         args = {k: v for k, v in (("status", status), ("event_type", event_type), ("user_id", q.get("user_id")),
@@ -358,7 +358,7 @@ class SupportPages(Controller):
 
     @get("/notifications/{notification_id:int}")
     async def notification(self, notification_id: FromPath[int], rt: RT, member: Member) -> Response:
-        detail = await queries.notification_detail(rt, notification_id)
+        detail = await queries.notifications.detail(rt, notification_id)
         if detail is None:
             return error_page(404, "No such notification", f"There is no notification {notification_id}.", member)
         return render("notification.html", title=f"Notification {notification_id}", page_id="notification",
