@@ -12,7 +12,10 @@ import sqlalchemy as sa
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import devices, events, incidents, links, users, utcnow
 from cookiesync.domain.support import schemas as S
-from cookiesync.domain.support.queries import notifications, outbox
+from cookiesync.domain.support.queries.notifications import LIST as NOTIFICATIONS
+from cookiesync.domain.support.queries.notifications import summary as notification_summary
+from cookiesync.domain.support.queries.outbox import LIST as OUTBOX
+from cookiesync.domain.support.queries.outbox import summary as email_summary
 from cookiesync.domain.support.queries.paging import BadQuery, Keyset, clamp, cut
 from cookiesync.domain.support.queries.timeline import timeline
 
@@ -128,8 +131,8 @@ async def detail(rt, link_id: int, *, before: int | None = None, limit: int = 10
                                    .order_by(devices.c.created_at.desc()).limit(50))).all()
         incs = (await conn.execute(sa.select(incidents).where(incidents.c.link_id == link_id)
                                    .order_by(incidents.c.id.desc()).limit(20))).all()
-        mails = (await conn.execute(outbox.LIST.newest(50, link_id=link_id))).all()
-        notes = (await conn.execute(notifications.LIST.newest(20, link_id=link_id))).all()
+        mails = (await conn.execute(OUTBOX.newest(50, link_id=link_id))).all()
+        notes = (await conn.execute(NOTIFICATIONS.newest(20, link_id=link_id))).all()
         others = (await conn.execute(
             sa.select(*_LIST_COLUMNS, users.c.email).select_from(_WITH_EMAIL)
             .where(links.c.user_id == r.user_id, links.c.id != link_id).order_by(links.c.id).limit(20))).all()
@@ -153,7 +156,7 @@ async def detail(rt, link_id: int, *, before: int | None = None, limit: int = 10
         devices=[S.DeviceInfo(d.id, d.extension_version, d.created_at, d.last_seen_at, d.last_ip, d.revoked_at)
                  for d in devs],
         incidents=[S.IncidentInfo(i.id, i.kind, i.opened_at, i.closed_at, i.outcome, i.attempts) for i in incs],
-        emails=[outbox.summary(m) for m in mails],
+        emails=[email_summary(m) for m in mails],
         other_links=[_summary(rt, o, now) for o in others],
         timeline=timeline(rows, mails), timeline_next_cursor=older,
-        notifications=[notifications.summary(n) for n in notes])
+        notifications=[notification_summary(n) for n in notes])
