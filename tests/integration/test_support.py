@@ -913,6 +913,7 @@ def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
 
     from cookiesync.db.engine import make_engine, migrate
     from cookiesync.domain.support import queries
+    from cookiesync.domain.support.queries.links import LinkFilter
     from cookiesync.settings import Settings
 
     path = tmp_path / "big.db"
@@ -963,13 +964,13 @@ def test_lists_stay_fast_and_indexed_with_100k_links(tmp_path) -> None:
             timings[name] = time.perf_counter() - start
 
         try:
-            await timed("first page", queries.list_links(rt, queries.LinkFilter()))
-            await timed("page 2", queries.list_links(rt, queries.LinkFilter(), cursor=out["first page"].next_cursor))
-            await timed("by state", queries.list_links(rt, queries.LinkFilter(state="needs_user")))
-            await timed("by email", queries.list_links(rt, queries.LinkFilter(email="u77@example.com")))
-            await timed("detail", queries.link_detail(rt, 77))
-            await timed("overview", queries.overview(rt))
-            await timed("overview again", queries.overview(rt))
+            await timed("first page", queries.links.page(rt, LinkFilter()))
+            await timed("page 2", queries.links.page(rt, LinkFilter(cursor=out["first page"].next_cursor)))
+            await timed("by state", queries.links.page(rt, LinkFilter(state="needs_user")))
+            await timed("by email", queries.links.page(rt, LinkFilter(email="u77@example.com")))
+            await timed("detail", queries.links.detail(rt, 77))
+            await timed("overview", queries.overview.read(rt))
+            await timed("overview again", queries.overview.read(rt))
         finally:
             await rt.engine.dispose()
         return out, timings

@@ -264,7 +264,7 @@ notifications = sa.Table(
 # --- attempt counters (migration 0004) ----------------------------------------------
 # How many connect/reconnect attempts ended how, per UTC hour: the support overview's figures
 # read these few rows instead of the attempt events. Bumped in the transaction that records
-# the attempt's result (domain/support/stats.count_attempt); at most 6 rows an hour. Anonymous
+# the attempt's result (domain/reconnect/counters.count_attempt); at most 6 rows an hour. Anonymous
 # aggregates: erasing a user's history leaves them as they are.
 attempt_counts = sa.Table(
     "attempt_counts", metadata,

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cookiesync.background import BackgroundLoop
 from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import events, incidents, links, notifications, users, utcnow
 from cookiesync.domain.email import outbox as email_outbox
 from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
+from cookiesync.domain.reconnect.counters import count_attempt, top_of_hour
 from cookiesync.domain.reconnect.policy import State
-from cookiesync.domain.support.stats import count_attempt, top_of_hour
-from cookiesync.background import BackgroundLoop
 from cookiesync.security import DecryptError, decrypt_cookies
 from cookiesync.unipile.client import AuthResult, CookieCredentials
 

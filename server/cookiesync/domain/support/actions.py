@@ -12,7 +12,8 @@ from cookiesync.db.schema import devices, outbox, users, utcnow
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event, load_link, render_email
 from cookiesync.domain.support.schemas import ActionOut
-from cookiesync.domain.sync.services import Device, forget_link, revoke_device
+from cookiesync.domain.sync.models import Device
+from cookiesync.domain.sync.services import forget_link, revoke_device
 
 LINK_ACTIONS = ("retry", "stop", "disable", "enable")
 ALL_LINK_ACTIONS = LINK_ACTIONS + ("resend-email",)
@@ -37,7 +38,7 @@ async def link_action(rt, link_id: int, action: str, actor: str, reason: str | N
         decision = await apply_event(rt, conn, row, policy.StaffAction(action), trigger="staff",
                                      event_kind="staff_action", data=data, actor=actor)
     forget_link(rt, row.user_id, row.plain_id)
-    if decision.attempt_now and rt.runner is not None:
+    if decision.attempt_now:
         rt.runner.kick()
     return ActionOut(ok=True, action=action, link_id=link_id, changed=decision.changed, note=decision.note,
                      state=decision.link.state.value, attempt_now=decision.attempt_now)

@@ -2,41 +2,55 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions.responses import create_exception_response
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from cookiesync.domain.reconnect.policy import State
 from cookiesync.domain.support import actions, queries
 from cookiesync.domain.support import schemas as S
 from cookiesync.domain.support.auth import Principal, api_principal, require_act
-from cookiesync.runtime import Runtime
+from cookiesync.domain.support.params import LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
+    list_dependencies
+from cookiesync.domain.support.queries import BadQuery
+from cookiesync.runtime import RT
 
 log = logging.getLogger("cookiesync.support")
-RT = NamedDependency[Runtime]
 Who = NamedDependency[Principal]
+T = TypeVar("T")
 
 LinkAction = Literal["retry", "stop", "disable", "enable", "resend-email"]
-OutboxStatus = Literal["pending", "held", "sending", "sent", "failed"]
-NotificationStatus = Literal["pending", "delivered", "failed"]
-NotificationEvent = Literal["link.connected", "link.needs_user", "link.checkpoint", "link.disabled"]
-assert set(NotificationStatus.__args__) == set(queries.NOTIFICATION_STATUSES)
-assert set(NotificationEvent.__args__) == set(queries.NOTIFICATION_EVENT_TYPES)
-LinkState = Literal["pending", "connected", "reconnecting", "needs_user", "checkpoint", "disabled"]
-assert set(LinkState.__args__) == {s.value for s in State}
 
 AUTH_NOTE = ("Staff session cookie (from /support/login; POSTs also need the session's CSRF token in "
              "`X-CSRF-Token`, see `GET /v1/support/me`), or `Authorization: Bearer <API key>` whose scopes include "
              "`support` (read and act) or `support:read` (read only).")
 
 
+def _caller(principal: Who) -> Principal:
+    return principal
+
+
+def _bad_query(request: Request, exc: BadQuery | ValidationException) -> Response:
+    """Litestar's own JSON answer for a ValidationException, for a BadQuery too."""
+    if not isinstance(exc, ValidationException):
+        exc = ValidationException(detail=bad_query_text(exc))
+    return create_exception_response(request, exc)
+
+
+def _found(detail: T | None, missing: str) -> T:
+    if detail is None:
+        raise NotFoundException(detail=missing)
+    return detail
+
+
 class SupportAPI(Controller):
     path = "/v1/support"
     tags = ["support"]
-    dependencies = {"principal": Provide(api_principal)}
+    dependencies = {"principal": Provide(api_principal), **list_dependencies(_caller)}
+    exception_handlers = {BadQuery: _bad_query, ValidationException: _bad_query}
 
     @get("/me", summary="Who is calling, their role, and the CSRF token to send on POSTs", description=AUTH_NOTE)
     async def me(self, principal: Who) -> S.Me:
@@ -46,42 +60,17 @@ class SupportAPI(Controller):
     @get("/overview", summary="Links by state, open incidents, success rates, outbox, sweep, attempts per hour",
          description=AUTH_NOTE)
     async def overview(self, rt: RT, principal: Who) -> S.Overview:
-        return await queries.overview(rt)
+        return await queries.overview.read(rt)
 
     @get("/links", summary="Links, last changed first, filtered; keyset-paginated", description=AUTH_NOTE)
-    async def links(
-        self, rt: RT, principal: Who,
-        link_state: Annotated[LinkState | None, QueryParameter(name="state")] = None,
-        user_id: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        email: Annotated[str | None, QueryParameter(max_length=320)] = None,
-        plain_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
-        account_id: Annotated[str | None, QueryParameter(max_length=100, description="Unipile account id")] = None,
-        updated_from: Annotated[str | None, QueryParameter(
-            name="from", description="last change (state, account, schedule) on or after (YYYY-MM-DD UTC or ISO 8601)")] = None,
-        updated_to: Annotated[str | None, QueryParameter(
-            name="to", description="last change up to (a day is inclusive; ISO exclusive)")] = None,
-        order: Annotated[Literal["desc", "asc"], QueryParameter()] = "desc",
-        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-    ) -> S.LinkPage:
-        try:
-            flt = queries.LinkFilter(state=link_state, user_id=user_id, email=email, plain_id=plain_id,
-                                     account_id=account_id, updated_from=queries.parse_day(updated_from),
-                                     updated_to=queries.parse_day(updated_to, end=True), order=order)
-            return await queries.list_links(rt, flt, cursor=cursor, limit=limit)
-        except queries.BadQuery as exc:
-            raise ValidationException(detail=str(exc)) from None
+    async def links(self, rt: RT, principal: Who, link_filter: LinksAsked) -> S.LinkPage:
+        return await queries.links.page(rt, link_filter)
 
     @get("/links/{link_id:int}", summary="One link: summary, devices, incidents, emails and its timeline",
          description=AUTH_NOTE)
-    async def link(self, rt: RT, principal: Who, link_id: FromPath[int],
-                   before: Annotated[int | None, QueryParameter(
-                       description="timeline events older than this id (the previous page's next cursor)")] = None,
+    async def link(self, rt: RT, principal: Who, link_id: FromPath[int], before: TimelineBefore = None,
                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100) -> S.LinkDetail:
-        detail = await queries.link_detail(rt, link_id, before=before, limit=limit)
-        if detail is None:
-            raise NotFoundException(detail=f"no link {link_id}")
-        return detail
+        return _found(await queries.links.detail(rt, link_id, before=before, limit=limit), f"no link {link_id}")
 
     @post("/links/{link_id:int}/actions/{action:str}", status_code=200,
           summary="Act on a link: retry now, stop retries, disable, enable, resend the last email",
@@ -108,25 +97,13 @@ class SupportAPI(Controller):
             raise NotFoundException(detail=f"no device {device_id}") from None
 
     @get("/outbox", summary="Emails, newest first, with status, attempts and last error", description=AUTH_NOTE)
-    async def outbox(self, rt: RT, principal: Who,
-                     status: Annotated[OutboxStatus | None, QueryParameter()] = None,
-                     user_id: Annotated[str | None, QueryParameter(max_length=200)] = None,
-                     link_id: Annotated[int | None, QueryParameter()] = None,
-                     cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
-                     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50) -> S.OutboxPage:
-        try:
-            return await queries.list_outbox(rt, status=status, user_id=user_id, link_id=link_id, cursor=cursor,
-                                             limit=limit)
-        except queries.BadQuery as exc:
-            raise ValidationException(detail=str(exc)) from None
+    async def outbox(self, rt: RT, principal: Who, outbox_query: ListAsked) -> S.OutboxPage:
+        return await queries.outbox.page(rt, outbox_query)
 
     @get("/outbox/{outbox_id:int}", summary="One email with its rendered bodies (reconnect token redacted)",
          description=AUTH_NOTE)
     async def email(self, rt: RT, principal: Who, outbox_id: FromPath[int]) -> S.OutboxDetail:
-        detail = await queries.outbox_detail(rt, outbox_id)
-        if detail is None:
-            raise NotFoundException(detail=f"no email {outbox_id}")
-        return detail
+        return _found(await queries.outbox.detail(rt, outbox_id), f"no email {outbox_id}")
 
     @post("/outbox/{outbox_id:int}/resend", status_code=200,
           summary="Send a copy of an email (new Message-ID, to the user's current address)",
@@ -141,23 +118,10 @@ class SupportAPI(Controller):
 
     @get("/notifications", summary="Integrator notifications, newest first, with delivery status, attempts and "
                                    "last error; keyset-paginated", description=AUTH_NOTE)
-    async def notifications(self, rt: RT, principal: Who,
-                            status: Annotated[NotificationStatus | None, QueryParameter()] = None,
-                            event_type: Annotated[NotificationEvent | None, QueryParameter()] = None,
-                            user_id: Annotated[str | None, QueryParameter(max_length=200)] = None,
-                            link_id: Annotated[int | None, QueryParameter()] = None,
-                            cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
-                            limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50) -> S.NotificationPage:
-        try:
-            return await queries.list_notifications(rt, status=status, event_type=event_type, user_id=user_id,
-                                                    link_id=link_id, cursor=cursor, limit=limit)
-        except queries.BadQuery as exc:
-            raise ValidationException(detail=str(exc)) from None
+    async def notifications(self, rt: RT, principal: Who, notification_query: ListAsked) -> S.NotificationPage:
+        return await queries.notifications.page(rt, notification_query)
 
     @get("/notifications/{notification_id:int}", summary="One integrator notification with the payload sent",
          description=AUTH_NOTE)
     async def notification(self, rt: RT, principal: Who, notification_id: FromPath[int]) -> S.NotificationDetail:
-        detail = await queries.notification_detail(rt, notification_id)
-        if detail is None:
-            raise NotFoundException(detail=f"no notification {notification_id}")
-        return detail
+        return _found(await queries.notifications.detail(rt, notification_id), f"no notification {notification_id}")

@@ -13,17 +13,15 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from litestar import Request
-from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import api_keys
 from cookiesync.domain.support import staff as staff_mod
 from cookiesync.http import bearer_token
-from cookiesync.runtime import Runtime
+from cookiesync.runtime import RT, Runtime
 from cookiesync.security import hash_token
 
-RT = NamedDependency[Runtime]
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 

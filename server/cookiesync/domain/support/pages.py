@@ -8,27 +8,33 @@ import re
 import secrets
 from datetime import datetime, timezone
 from importlib import resources
-from urllib.parse import urlencode
+from typing import Annotated
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from cookiesync.domain.reconnect.policy import State
 from cookiesync.domain.support import actions, queries
 from cookiesync.domain.support import staff as staff_mod
 from cookiesync.domain.support.auth import CSRF_FIELD, LoginRequired, login_url, page_member, prelogin_cookie_name, \
     safe_next, secure_cookies, session_cookie_name
+from cookiesync.domain.support.params import LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
+    list_dependencies
+from cookiesync.domain.support.queries import BadQuery, ListQuery
 from cookiesync.domain.support.staff import StaffMember
 from cookiesync.http import client_ip
-from cookiesync.runtime import Runtime
+from cookiesync.runtime import RT, Runtime
 
 log = logging.getLogger("cookiesync.support")
-RT = NamedDependency[Runtime]
 Member = NamedDependency[StaffMember]
+Done = Annotated[str | None, QueryParameter(description="the action just done, for its flash line")]
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; frame-src 'self'")
@@ -83,9 +89,9 @@ def _pct(value: float | None) -> str:
 _env = jinja2.Environment(loader=jinja2.PackageLoader("cookiesync.domain.support", "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 _env.filters.update(iso=_iso, age=_age, pct=_pct, as_dt=_as_dt, pretty=_pretty)
-_env.globals.update(states=[s.value for s in State], statuses=queries.OUTBOX_STATUSES, urlencode=urlencode,
-                    notification_statuses=queries.NOTIFICATION_STATUSES,
-                    notification_events=queries.NOTIFICATION_EVENT_TYPES)
+_env.globals.update(states=[s.value for s in State], outbox_statuses=queries.outbox.STATUSES, urlencode=urlencode,
+                    notification_statuses=queries.notifications.STATUSES,
+                    notification_events=queries.notifications.EVENT_TYPES)
 
 
 def render(template: str, status: int = 200, **ctx) -> Response:
@@ -101,6 +107,36 @@ def error_page(status: int, title: str, message: str, member: StaffMember | None
 
 def _login_redirect(request: Request, exc: LoginRequired) -> Response:
     return Redirect(login_url(exc.next_url), status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _bad_query(request: Request, exc: BadQuery | ValidationException) -> Response:
+    # the signed-in member, if known by then (see _member), keeps the console's header on the page
+    return error_page(400, "Bad request", bad_query_text(exc), getattr(request.state, "member", None))
+
+
+def _form_query(app: ASGIApp) -> ASGIApp:
+    """A filter form sends every field, one left empty (a select at "any") as `name=`, and what is
+    typed may carry stray spaces: on the pages a blank value is no value and values are trimmed, so
+    the typed parameters see what a JSON API caller would send (the API itself still refuses `status=`)."""
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            kept = [(k, v.strip()) for k, v in pairs if v.strip()]
+            if kept != pairs:
+                scope["query_string"] = urlencode(kept).encode()
+        await app(scope, receive, send)
+
+    return middleware
+
+
+async def _member(request: Request, rt: RT) -> StaffMember:
+    member = await page_member(request, rt)
+    request.state.member = member  # for _bad_query: the query is parsed after the caller is known
+    return member
+
+
+def _signed_in(member: Member) -> StaffMember:
+    return member
 
 
 _STATIC: dict[str, tuple[bytes, str]] = {}
@@ -139,11 +175,17 @@ def _check_operator(member: StaffMember) -> Response | None:
     return None
 
 
+def _list_page(page_id: str, title: str, member: StaffMember, q: ListQuery, page) -> Response:
+    """The outbox and the notifications: one shape (list.html), their own columns and filters."""
+    return render(f"{page_id}.html", title=title, page_id=page_id, member=member, page=page, q=q, args=q.args())
+
+
 class SupportPages(Controller):
     path = "/support"
     include_in_schema = False
-    dependencies = {"member": Provide(page_member)}
-    exception_handlers = {LoginRequired: _login_redirect}
+    dependencies = {"member": Provide(_member), **list_dependencies(_signed_in)}
+    exception_handlers = {LoginRequired: _login_redirect, BadQuery: _bad_query, ValidationException: _bad_query}
+    middleware = [_form_query]
 
     # --- sign in / out ---------------------------------------------------------
     def _login_page(self, rt: Runtime, request: Request, *, status: int = 200, error: str | None = None,
@@ -161,8 +203,9 @@ class SupportPages(Controller):
         return response
 
     @get("/login")
-    async def login_form(self, request: Request, rt: RT) -> Response:
-        next_url = safe_next(request.query_params.get("next"))
+    async def login_form(self, request: Request, rt: RT,
+                         after: Annotated[str | None, QueryParameter(name="next")] = None) -> Response:
+        next_url = safe_next(after)
         if await staff_mod.session_member(rt, request.cookies.get(session_cookie_name(rt))):
             return Redirect(next_url, status_code=303)
         return self._login_page(rt, request, next_url=next_url)
@@ -219,52 +262,34 @@ class SupportPages(Controller):
     # --- pages -------------------------------------------------------------------
     @get("/")
     async def overview(self, rt: RT, member: Member) -> Response:
-        data = await queries.overview(rt)
+        data = await queries.overview.read(rt)
         peak = max([b.total for b in data.attempts_per_hour] + [1])
         return render("overview.html", title="Overview", page_id="overview", member=member, o=data, peak=peak,
                       settings=rt.settings)
 
     @get("/links")
-    async def links(self, request: Request, rt: RT, member: Member) -> Response:
-        q = request.query_params
-        error = None
-        flt = queries.LinkFilter()
-        page = None
-        try:
-            state = (q.get("state") or "").strip() or None
-            if state and state not in [s.value for s in State]:
-                raise queries.BadQuery(f"unknown state {state!r}")
-            flt = queries.LinkFilter(
-                state=state, user_id=(q.get("user_id") or "").strip() or None,
-                email=(q.get("email") or "").strip() or None, plain_id=(q.get("plain_id") or "").strip() or None,
-                account_id=(q.get("account_id") or "").strip() or None,
-                updated_from=queries.parse_day(q.get("from")), updated_to=queries.parse_day(q.get("to"), end=True),
-                order="asc" if q.get("order") == "asc" else "desc")
-            limit = int(q.get("limit") or 50) if (q.get("limit") or "50").isdigit() else 50
-            page = await queries.list_links(rt, flt, cursor=q.get("cursor") or None, limit=limit)
-        except queries.BadQuery as exc:
-            error = str(exc)
-        return render("links.html", status=400 if error else 200, title="Links", page_id="links", member=member,
-                      flt=flt, page=page, error=error, args=flt.query_args(), cursor=q.get("cursor"),
+    async def links(self, rt: RT, member: Member, link_filter: LinksAsked) -> Response:
+        page = await queries.links.page(rt, link_filter)
+        return render("links.html", title="Links", page_id="links", member=member, flt=link_filter, page=page,
+                      args=link_filter.query_args(), cursor=link_filter.cursor,
                       stale_after=rt.settings.stale_cookie_s)
 
     @get("/links/{link_id:int}")
-    async def link(self, request: Request, link_id: FromPath[int], rt: RT, member: Member) -> Response:
-        before = request.query_params.get("before")
-        detail = await queries.link_detail(rt, link_id, before=int(before) if before and before.isdigit() else None)
+    async def link(self, link_id: FromPath[int], rt: RT, member: Member, before: TimelineBefore = None,
+                   done: Done = None) -> Response:
+        detail = await queries.links.detail(rt, link_id, before=before)
         if detail is None:
             return error_page(404, "No such link", f"There is no link {link_id}.", member)
         due = detail.link.next_attempt_at is not None and detail.link.next_attempt_at <= datetime.now(timezone.utc)
         # what the action just done said, read back from the history (never text from the URL)
         flash = note = None
-        done = request.query_params.get("done")
         if done in actions.ALL_LINK_ACTIONS + ("revoke-device",):
             flash = done
             mine = next((ev for ev in detail.timeline if ev.actor == member.actor
                          and ev.kind in ("staff_action", "device_revoked")), None)
             note = mine.summary if mine else None
         return render("link.html", title=f"Link {link_id}", page_id="link", member=member, d=detail,
-                      refresh=2 if (detail.attempt_in_flight or due) and not before else None,
+                      refresh=2 if (detail.attempt_in_flight or due) and before is None else None,
                       flash=flash, note=note, stale_after=rt.settings.stale_cookie_s)
 
     @post("/links/{link_id:int}/actions/{action:str}", status_code=303)
@@ -297,30 +322,16 @@ class SupportPages(Controller):
         return Redirect(f"{target}?done=revoke-device", status_code=303)
 
     @get("/outbox")
-    async def outbox(self, request: Request, rt: RT, member: Member) -> Response:
-        q = request.query_params
-        status = q.get("status") or None
-        if status and status not in queries.OUTBOX_STATUSES:
-            status = None
-        link_id = q.get("link_id")
-        try:
-            page = await queries.list_outbox(rt, status=status, user_id=q.get("user_id") or None,
-                                             link_id=int(link_id) if link_id and link_id.isdigit() else None,
-                                             cursor=q.get("cursor") or None)
-        except queries.BadQuery as exc:
-            return error_page(400, "Bad request", str(exc), member)
-        args = {k: v for k, v in (("status", status), ("user_id", q.get("user_id")), ("link_id", link_id)) if v}
-        return render("outbox.html", title="Outbox", page_id="outbox", member=member, page=page, status_filter=status,
-                      args=args, cursor=q.get("cursor"))
+    async def outbox(self, rt: RT, member: Member, outbox_query: ListAsked) -> Response:
+        return _list_page("outbox", "Outbox", member, outbox_query, await queries.outbox.page(rt, outbox_query))
 
     @get("/outbox/{outbox_id:int}")
-    async def email(self, request: Request, outbox_id: FromPath[int], rt: RT, member: Member) -> Response:
-        detail = await queries.outbox_detail(rt, outbox_id)
+    async def email(self, outbox_id: FromPath[int], rt: RT, member: Member, done: Done = None) -> Response:
+        detail = await queries.outbox.detail(rt, outbox_id)
         if detail is None:
             return error_page(404, "No such email", f"There is no email {outbox_id}.", member)
         return render("email.html", title=f"Email {outbox_id}", page_id="email", member=member, e=detail,
-                      flash="resend" if request.query_params.get("done") == "resend" else None,
-                      note="this is the copy, queued for delivery")
+                      flash="resend" if done == "resend" else None, note="this is the copy, queued for delivery")
 
     @post("/outbox/{outbox_id:int}/resend", status_code=303)
     async def resend(self, request: Request, outbox_id: FromPath[int], rt: RT, member: Member) -> Response:
@@ -335,30 +346,13 @@ class SupportPages(Controller):
         return Redirect(f"/support/outbox/{out.outbox_id}?done=resend", status_code=303)
 
     @get("/notifications")
-    async def notifications(self, request: Request, rt: RT, member: Member) -> Response:
-        q = request.query_params
-        status = q.get("status") or None
-        if status and status not in queries.NOTIFICATION_STATUSES:
-            status = None
-        event_type = q.get("event_type") or None
-        if event_type and event_type not in queries.NOTIFICATION_EVENT_TYPES:
-            event_type = None
-        link_id = q.get("link_id")
-        try:
-            page = await queries.list_notifications(rt, status=status, event_type=event_type,
-                                                    user_id=q.get("user_id") or None,
-                                                    link_id=int(link_id) if link_id and link_id.isdigit() else None,
-                                                    cursor=q.get("cursor") or None)
-        except queries.BadQuery as exc:
-            return error_page(400, "Bad request", str(exc), member)
-        args = {k: v for k, v in (("status", status), ("event_type", event_type), ("user_id", q.get("user_id")),
-                                  ("link_id", link_id)) if v}
-        return render("notifications.html", title="Notifications", page_id="notifications", member=member,
-                      page=page, status_filter=status, event_filter=event_type, args=args, cursor=q.get("cursor"))
+    async def notifications(self, rt: RT, member: Member, notification_query: ListAsked) -> Response:
+        page = await queries.notifications.page(rt, notification_query)
+        return _list_page("notifications", "Notifications", member, notification_query, page)
 
     @get("/notifications/{notification_id:int}")
     async def notification(self, notification_id: FromPath[int], rt: RT, member: Member) -> Response:
-        detail = await queries.notification_detail(rt, notification_id)
+        detail = await queries.notifications.detail(rt, notification_id)
         if detail is None:
             return error_page(404, "No such notification", f"There is no notification {notification_id}.", member)
         return render("notification.html", title=f"Notification {notification_id}", page_id="notification",

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -302,7 +302,3 @@ async def logout(rt, member: StaffMember) -> None:
     if member.session_hash:
         async with rt.engine.begin() as conn:
             await conn.execute(staff_sessions.delete().where(staff_sessions.c.id_hash == member.session_hash))
-
-
-def expires_in(until: datetime) -> float:
-    return max(0.0, (until - utcnow()).total_seconds())
