@@ -12,8 +12,9 @@ import re
 
 from litestar import Request, Response, delete, get, post
 
-from cookiesync.simulator.inputs import check_fields, cut_page, json_object, read_cursor, sim_of, want
-from cookiesync.simulator.responses import BadRequest, err, jresp, not_found
+from cookiesync.simulator.inputs import account_of, check_fields, cut_page, json_object, pop_or_404, read_cursor, \
+    sim_of, want
+from cookiesync.simulator.responses import BadRequest, err, jresp
 from cookiesync.simulator.state import (
     Account,
     Checkpoint,
@@ -85,8 +86,8 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
     creds = validate_auth_body(await json_object(request), reconnect)
     keys = {("cookie", creds.li_at)} | ({("account", account_id)} if reconnect else set())
     async with sim.lock:
-        if reconnect and account_id not in sim.accounts:
-            return not_found("account", account_id)
+        if reconnect:
+            account_of(sim, account_id)
         if keys & sim.in_progress:
             return err(*error_for("425"))
         sim.in_progress |= keys
@@ -127,9 +128,7 @@ def _created(sim: SimState, creds: Credentials, outcome: str) -> Response:
 
 
 def _reconnected(sim: SimState, account_id: str, creds: Credentials, outcome: str) -> Response:
-    account = sim.accounts.get(account_id)
-    if account is None:  # deleted while we were "talking to LinkedIn"
-        return not_found("account", account_id)
+    account = account_of(sim, account_id)  # 404: deleted while we were "talking to LinkedIn"
     member = sim.cookie_member(creds.li_at)
     if member is not None and member.plain_id != account.plain_id:
         return err(*error_for("wrong_account"))
@@ -181,16 +180,14 @@ async def list_accounts(request: Request) -> Response:
 @get(f"{API}/accounts/{{account_id:str}}")
 async def get_account(request: Request, account_id: str) -> Response:
     sim = sim_of(request)
-    account = sim.accounts.get(account_id)
-    return jresp(sim.account_json(account)) if account else not_found("account", account_id)
+    return jresp(sim.account_json(account_of(sim, account_id)))
 
 
 @delete(f"{API}/accounts/{{account_id:str}}", status_code=200)
 async def delete_account(request: Request, account_id: str) -> Response:
     sim = sim_of(request)
     async with sim.lock:
-        if sim.accounts.pop(account_id, None) is None:
-            return not_found("account", account_id)
+        pop_or_404(sim.accounts, "account", account_id)
         sim.account_outcomes.pop(account_id, None)
     fire_later(sim, account_id, "DELETED")
     return jresp({"object": "AccountDeleted"})
@@ -200,9 +197,7 @@ async def delete_account(request: Request, account_id: str) -> Response:
 async def restart_account(request: Request, account_id: str) -> Response:
     sim = sim_of(request)
     async with sim.lock:
-        account = sim.accounts.get(account_id)
-        if account is None:
-            return not_found("account", account_id)
+        account = account_of(sim, account_id)
         was_ok = account.status == "OK"
         account.status = "OK"
     if not was_ok:
@@ -217,9 +212,7 @@ async def users_me(request: Request) -> Response:
     account_id = request.query_params.get("account_id")
     if not account_id:
         return err(400, "missing_parameters", "Missing parameters", "account_id is required.")
-    account = sim.accounts.get(account_id)
-    if account is None:
-        return not_found("account", account_id)
+    account = account_of(sim, account_id)
     if account.status != "OK":
         return err(*error_for("disconnected_account"))
     m = sim.members[account.plain_id]

@@ -47,7 +47,7 @@ from cookiesync.simulator.control import (
     sim_stats,
 )
 from cookiesync.simulator.hosted import hosted_link, hosted_page, hosted_submit
-from cookiesync.simulator.responses import BadRequest, bad_request, http_exception, unexpected
+from cookiesync.simulator.responses import BadRequest, NotFound, bad_request, http_exception, missing, unexpected
 from cookiesync.simulator.state import SimState, SimulatorConfig
 from cookiesync.simulator.transport import SimulatorApp
 from cookiesync.simulator.webhooks import create_webhook, delete_webhook, list_webhooks
@@ -66,7 +66,8 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Litestar:
             sim_outcomes, sim_calls, sim_accounts, sim_account_status, sim_approve, sim_hosted_links,
             sim_deliveries,
         ],
-        exception_handlers={BadRequest: bad_request, HTTPException: http_exception, Exception: unexpected},
+        exception_handlers={BadRequest: bad_request, NotFound: missing, HTTPException: http_exception,
+                            Exception: unexpected},
         openapi_config=OpenAPIConfig(title="Unipile simulator (SIMULATED)", version="1.0.0"),
         request_max_body_size=1024 * 1024,
         logging_config=None,  # leave the host process's logging (and its redaction) alone

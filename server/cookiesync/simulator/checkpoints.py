@@ -9,8 +9,8 @@ import time
 from litestar import Request, Response, post
 
 from cookiesync.simulator.accounts import finish_reconnect
-from cookiesync.simulator.inputs import check_fields, json_object, sim_of
-from cookiesync.simulator.responses import BadRequest, err, jresp, not_found
+from cookiesync.simulator.inputs import account_of, check_fields, json_object, sim_of
+from cookiesync.simulator.responses import BadRequest, err, jresp
 from cookiesync.simulator.state import CONTRACT_OPTIONS, Account, SimState
 from cookiesync.simulator.transport import API
 from cookiesync.simulator.webhooks import fire_later
@@ -20,9 +20,7 @@ PHONE = re.compile(r"^\(\+\d{1,4}\)\d{4,15}$")
 
 
 def _pending(sim: SimState, body: dict) -> Account | Response:
-    account = sim.accounts.get(body["account_id"])
-    if account is None:
-        return not_found("account", body["account_id"])
+    account = account_of(sim, body["account_id"])
     cp = account.checkpoint
     if cp is None:
         return err(400, "invalid_request", "Invalid request", "No checkpoint is pending for this account.")

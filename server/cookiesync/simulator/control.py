@@ -10,8 +10,8 @@ import msgspec
 from litestar import Request, Response, get, post
 
 from cookiesync.simulator.checkpoints import solve
-from cookiesync.simulator.inputs import check_fields, json_object, sim_of, want
-from cookiesync.simulator.responses import BadRequest, err, jresp, not_found
+from cookiesync.simulator.inputs import account_of, check_fields, json_object, sim_of, want
+from cookiesync.simulator.responses import BadRequest, err, jresp
 from cookiesync.simulator.state import (
     MUTABLE_CONFIG,
     STATUS_MESSAGES,
@@ -128,9 +128,7 @@ async def sim_account_status(request: Request, account_id: str) -> Response:
     if message not in STATUS_MESSAGES:
         raise BadRequest("invalid_parameters", f"message must be one of {', '.join(STATUS_MESSAGES)}.")
     async with sim.lock:
-        account = sim.accounts.get(account_id)
-        if account is None:
-            return not_found("account", account_id)
+        account = account_of(sim, account_id)
         status = STATUS_MESSAGES[message]
         if status is None:
             sim.accounts.pop(account_id)
@@ -147,9 +145,7 @@ async def sim_approve(request: Request, account_id: str) -> Response:
     """The member approves a pending checkpoint in the LinkedIn app (IN_APP_VALIDATION)."""
     sim = sim_of(request)
     async with sim.lock:
-        account = sim.accounts.get(account_id)
-        if account is None:
-            return not_found("account", account_id)
+        account = account_of(sim, account_id)
         if account.checkpoint is None:
             return err(400, "invalid_request", "Invalid request", "No checkpoint is pending for this account.")
         return solve(sim, account, webhooks=True)

@@ -11,8 +11,8 @@ from litestar import Request, Response, get, post
 
 from cookiesync.simulator import pages
 from cookiesync.simulator.accounts import finish_reconnect
-from cookiesync.simulator.inputs import check_fields, check_url, json_object, sim_of
-from cookiesync.simulator.responses import HTML_CT, BadRequest, html, jresp, not_found
+from cookiesync.simulator.inputs import account_of, check_fields, check_url, json_object, sim_of
+from cookiesync.simulator.responses import HTML_CT, BadRequest, html, jresp
 from cookiesync.simulator.state import Account, HostedLink, SimState, iso_now, new_id, plain_id_for_cookie
 from cookiesync.simulator.transport import API
 from cookiesync.simulator.webhooks import fire_account_status, post_json
@@ -70,8 +70,8 @@ async def hosted_link(request: Request) -> Response:
     body = await json_object(request)
     expires_at = validate_hosted_body(body)
     async with sim.lock:
-        if body["type"] == "reconnect" and body["reconnect_account"] not in sim.accounts:
-            return not_found("account", body["reconnect_account"])
+        if body["type"] == "reconnect":
+            account_of(sim, body["reconnect_account"])
         token = new_id() + new_id()
         url = f"{_public_url(request)}/hosted/{token}"
         sim.hosted[token] = HostedLink(token=token, url=url, body=body, expires_at=expires_at)

@@ -10,12 +10,27 @@ from typing import Any
 import msgspec
 from litestar import Request
 
-from cookiesync.simulator.responses import BadRequest
-from cookiesync.simulator.state import SimState
+from cookiesync.simulator.responses import BadRequest, NotFound
+from cookiesync.simulator.state import Account, SimState
 
 
 def sim_of(request: Request) -> SimState:
     return request.app.state.sim
+
+
+def account_of(sim: SimState, account_id: str) -> Account:
+    """The account, or the 404 Unipile answers for an unknown id."""
+    account = sim.accounts.get(account_id)
+    if account is None:
+        raise NotFound("account", account_id)
+    return account
+
+
+def pop_or_404(items: dict, what: str, ident: str):
+    """Take `ident` out of `items`, or answer the 404 Unipile answers for an unknown id."""
+    if ident not in items:
+        raise NotFound(what, ident)
+    return items.pop(ident)
 
 
 async def json_object(request: Request) -> dict:

@@ -46,6 +46,15 @@ def not_found(what: str, ident: str) -> Response:
     return err(404, "resource_not_found", "Resource not found", f"No {what} with id {ident!r}.")
 
 
+class NotFound(Exception):
+    """A 404 of contract §5 for a missing resource; raised anywhere in a handler, answered by
+    `missing` (`inputs.account_of`, `inputs.pop_or_404`)."""
+
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(what)
+        self.what, self.ident = what, ident
+
+
 # --- exception handlers: ours, and Litestar's own (routing, body size, bugs), in Unipile's shape
 _HTTP_KINDS = {400: ("malformed_request", "Malformed request"), 401: ("missing_credentials", "Missing credentials"),
                404: ("resource_not_found", "Resource not found"), 405: ("invalid_request", "Method not allowed"),
@@ -54,6 +63,10 @@ _HTTP_KINDS = {400: ("malformed_request", "Malformed request"), 401: ("missing_c
 
 def bad_request(request: Request, exc: BadRequest) -> Response:
     return exc.response()
+
+
+def missing(request: Request, exc: NotFound) -> Response:
+    return not_found(exc.what, exc.ident)
 
 
 def http_exception(request: Request, exc: HTTPException) -> Response:

@@ -9,8 +9,9 @@ import httpx
 import msgspec
 from litestar import Request, Response, delete, get, post
 
-from cookiesync.simulator.inputs import check_fields, check_url, cut_page, json_object, read_cursor, sim_of
-from cookiesync.simulator.responses import BadRequest, jresp, not_found
+from cookiesync.simulator.inputs import check_fields, check_url, cut_page, json_object, pop_or_404, read_cursor, \
+    sim_of
+from cookiesync.simulator.responses import BadRequest, jresp
 from cookiesync.simulator.state import SimState, Webhook, iso_now, new_id
 from cookiesync.simulator.transport import API
 
@@ -109,7 +110,6 @@ async def create_webhook(request: Request) -> Response:
 async def delete_webhook(request: Request, webhook_id: str) -> Response:
     sim = sim_of(request)
     async with sim.lock:
-        if sim.webhooks.pop(webhook_id, None) is None:
-            return not_found("webhook", webhook_id)
+        pop_or_404(sim.webhooks, "webhook", webhook_id)
     return jresp({"object": "WebhookDeleted"})
 

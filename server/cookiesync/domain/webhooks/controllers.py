@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
+from typing import TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -24,6 +25,9 @@ from cookiesync.unipile.client import UnipileError
 
 log = logging.getLogger("cookiesync.webhooks")
 DEDUPE_WINDOW = timedelta(minutes=15)
+
+
+T = TypeVar("T")
 
 
 class AccountStatus(msgspec.Struct):
@@ -46,6 +50,19 @@ class Ack(msgspec.Struct):
     ok: bool
     duplicate: bool = False
     known_account: bool = True
+
+
+async def _authentic(request: Request, given: str, secret: str, refused: str, shape: type[T],
+                     what: str) -> tuple[bytes, T]:
+    """The raw body and its decoded `shape`, once `given` matches the `secret` (constant time):
+    401 (`refused`) before the body is read, 400 naming `what` for a body of another shape."""
+    if not same_secret(given, secret):
+        raise NotAuthorizedException(detail=refused)
+    raw = await request.body()
+    try:
+        return raw, msgspec.json.decode(raw, type=shape)
+    except msgspec.DecodeError as exc:
+        raise ValidationException(detail=f"not {what}: {exc}") from None
 
 
 async def _seen_before(conn, source: str, raw: bytes, now) -> bool:
@@ -81,14 +98,8 @@ class WebhookController(Controller):
     @post("/account-status", status_code=200, summary="Unipile account-status webhook")
     async def account_status(self, request: Request, rt: RT) -> Ack:
         s = rt.settings
-        given = request.headers.get(s.webhook_header.lower(), "")
-        if not same_secret(given, s.webhook_secret):
-            raise NotAuthorizedException(detail="bad or missing webhook secret")
-        raw = await request.body()
-        try:
-            body = msgspec.json.decode(raw, type=AccountStatusIn)
-        except msgspec.DecodeError as exc:
-            raise ValidationException(detail=f"not an account-status payload: {exc}") from None
+        raw, body = await _authentic(request, request.headers.get(s.webhook_header.lower(), ""), s.webhook_secret,
+                                     "bad or missing webhook secret", AccountStatusIn, "an account-status payload")
         status = body.AccountStatus
         message = status.message.upper()
         rt.metrics.webhooks.labels("account_status", message if message.isalpha() else "other").inc()
@@ -120,14 +131,8 @@ class WebhookController(Controller):
 
     @post("/hosted-auth", status_code=200, summary="Unipile hosted-auth notify_url")
     async def hosted_auth(self, request: Request, rt: RT) -> Ack:
-        secret = request.query_params.get("secret", "")
-        if not same_secret(secret, rt.settings.hosted_auth_secret):
-            raise NotAuthorizedException(detail="bad or missing secret")
-        raw = await request.body()
-        try:
-            body = msgspec.json.decode(raw, type=HostedAuthIn)
-        except msgspec.DecodeError as exc:
-            raise ValidationException(detail=f"not a hosted-auth notification: {exc}") from None
+        raw, body = await _authentic(request, request.query_params.get("secret", ""), rt.settings.hosted_auth_secret,
+                                     "bad or missing secret", HostedAuthIn, "a hosted-auth notification")
         rt.metrics.webhooks.labels("hosted_auth", body.status if body.status.isalpha() else "other").inc()
         now = utcnow()
         async with rt.engine.begin() as conn:
