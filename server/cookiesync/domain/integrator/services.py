@@ -161,8 +161,12 @@ async def erase_user(rt: Runtime, user_id: str, actor: str, *, delete_in_unipile
     them from this instance's caches, and optionally deletes their Unipile accounts."""
     async with rt.engine.begin() as conn:
         await _user_row(conn, user_id)
+        # The links first, in id order, as attempt answers and the last-seen flush lock theirs: an
+        # erasure that deleted an incident before it locked its link deadlocked with an answer that
+        # held the link and wrote the incident (PostgreSQL; SQLite's BEGIN IMMEDIATE serializes).
         link_rows = (await conn.execute(sa.select(links.c.id, links.c.unipile_account_id)
-                                        .where(links.c.user_id == user_id))).all()
+                                        .where(links.c.user_id == user_id).order_by(links.c.id)
+                                        .with_for_update())).all()
         link_ids = [r.id for r in link_rows]
         n_events = (await conn.execute(events.delete().where(events.c.user_id == user_id))).rowcount
         await conn.execute(outbox.delete().where(outbox.c.user_id == user_id))
