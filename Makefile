@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-python test-node venv chromium extension bench docs clean
+.PHONY: run test test-python test-node venv chromium extension bench probe docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ extension:
 bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run
+
+## The outside probe of #18 replayed on a fresh local instance: one row a step, PASS or MISS.
+probe: venv
+	$(BIN)/python -m benchmarks.probe
 
 ## The README's settings table and deploy/cookiesync.env.example, from the Settings fields' descriptions.
 docs: venv
