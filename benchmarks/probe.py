@@ -240,6 +240,31 @@ async def text(svc: Service) -> Row:
                "400 for each, never 2xx or 5xx", ok)
 
 
+SIM_GETS = ["config", "stats", "calls", "accounts", "hosted-links", "webhook-deliveries"]
+
+
+async def simulator_control(svc: Service) -> Row:
+    """The embedded simulator's control API, asked without its token after a real connect."""
+    h = {"Authorization": f"Bearer {svc.banner['key']}"}
+    cookie = "AQEDAR" + "probe" * 12
+    secrets = json.loads((svc.data / "secrets.json").read_text())
+    async with httpx.AsyncClient(base_url=svc.base, timeout=30) as c:
+        r = await c.post(f"/v1/users/{svc.banner['user']}/pairing-codes", headers=h)
+        token = (await c.post("/v1/extension/pair", json={"pairing_code": r.json()["code"], "extension_version": "1.0"})
+                 ).json()["device_token"]
+        await c.post("/v1/extension/sync", headers={"Authorization": f"Bearer {token}"},
+                     json={"li_at": cookie, "li_a": None, "user_agent": "Mozilla/5.0 (X11; Linux x86_64) probe",
+                           "plain_id": "777000222", "extension_version": "1.0"})
+        answers = [await c.get(f"/unipile-sim/_sim/{name}") for name in SIM_GETS]
+        answers.append(await c.post("/unipile-sim/_sim/config", json={}))
+    leaked = sorted({name for r in answers for name, value in [("cookie", cookie), *secrets.items()]
+                     if isinstance(value, str) and len(value) >= 8 and value in r.text})
+    statuses = [r.status_code for r in answers]
+    return Row("the simulator's control API without its token, after a connect", len(answers),
+               f"{_count(statuses)}; secrets or cookie in answers: {', '.join(leaked) or 'none'}",
+               "401 for each, nothing leaked", all(s == 401 for s in statuses) and not leaked)
+
+
 async def data_folder_removed(svc: Service) -> Row:
     shutil.rmtree(svc.data)
     h = {"Authorization": f"Bearer {svc.banner['key']}"}
@@ -337,7 +362,7 @@ async def main() -> int:
         if not svc.wait():
             print(svc.stderr(), file=sys.stderr)
             return 1
-        for step in (ids, text, pairing_burst, login_burst, big_headers):
+        for step in (ids, text, simulator_control, pairing_burst, login_burst, big_headers):
             print(f"… {step.__name__}", file=sys.stderr, flush=True)
             rows.append(await step(svc))
         print("… data_folder_removed", file=sys.stderr, flush=True)
