@@ -9,6 +9,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,6 +21,7 @@ from cookiesync.domain.support.pages import SupportPages
 from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
+from cookiesync.metrics import metrics_access
 from cookiesync.runtime import RT, SIM_API_KEY, SIM_MOUNT, Runtime, open_runtime, unipile_target
 from cookiesync.settings import Settings, ensure_local_secrets
 
@@ -60,9 +62,15 @@ async def readyz(rt: RT) -> Response[Health]:
 
 
 @get("/metrics", include_in_schema=False)
-async def metrics(rt: RT) -> Response[bytes]:
+async def metrics(rt: RT, request: Request) -> Response[bytes]:
     from cookiesync.domain.support.stats import refresh_gauges
 
+    refused = metrics_access(rt.settings.mode, rt.settings.metrics_token, request.headers.get("authorization", ""))
+    if refused == 404:
+        raise NotFoundException()
+    if refused is not None:
+        raise NotAuthorizedException(detail="metrics need Authorization: Bearer <COOKIESYNC_METRICS_TOKEN>",
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     await refresh_gauges(rt)
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,6 +1,8 @@
 """Prometheus metrics, one registry per app so tests can build several apps."""
 from __future__ import annotations
 
+import hmac
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()
@@ -31,3 +33,20 @@ class Metrics:
 
     def unipile_call(self, endpoint: str, status: int | None, seconds: float) -> None:
         self.unipile_calls.labels(endpoint, str(status) if status else "none").observe(seconds)
+
+
+def metrics_access(mode: str, token: str, authorization: str) -> int | None:
+    """Who may read `/metrics`: None to serve it, else the status to answer.
+
+    With `metrics_token` set, only `Authorization: Bearer <token>` reads it (compared in constant
+    time), else 401. Without one, production answers 404: the figures (links by state, sweep
+    leadership, Unipile latencies) are for the operator's Prometheus, not for the internet, and
+    production should not serve them until a token is configured. Local mode serves them to anyone
+    who reaches the port: it listens on loopback by default and has no operator to hand a token to
+    (`make run` prints no metrics secret), like its other local conveniences."""
+    if not token:
+        return 404 if mode == "production" else None
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return 401
+    return None

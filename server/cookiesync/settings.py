@@ -165,6 +165,10 @@ class Settings(msgspec.Struct, kw_only=True):
         "Log level of the `cookiesync` loggers: `DEBUG`, `INFO`, `WARNING` or `ERROR`."))] = "INFO"
     log_format: Annotated[Literal["auto", "text", "json"], msgspec.Meta(description=(
         "`text`, `json` (one object per line), or `auto`: JSON in production, text in local mode."))] = "auto"
+    metrics_token: Annotated[str, msgspec.Meta(description=(
+        "Bearer token Prometheus must send to read `/metrics` (`Authorization: Bearer <token>`; others get 401). "
+        "Unset: production answers `/metrics` 404; local mode serves it to anyone who reaches it."),
+        extra=SECRET)] = ""
 
     @property
     def effective_log_format(self) -> str:

@@ -8,10 +8,11 @@ def test_the_child_gets_only_the_secrets_it_needs(tmp_path) -> None:
     from tests.support.settings import make_settings
 
     settings = ensure_local_secrets(make_settings(tmp_path, unipile_api_key="sk-unipile-key", smtp_password="smtp-pw",
-                                                  integrator_webhook_secret="whsec_abc"), say=lambda _m: None)
+                                                  integrator_webhook_secret="whsec_abc",
+                                                  metrics_token="metrics-token-0123456789"), say=lambda _m: None)
     given = child_settings(settings)
     assert given.encryption_keys == settings.encryption_keys and given.database == settings.database
     assert given.retry_interval_s == settings.retry_interval_s and given.sync_interval_s == settings.sync_interval_s
     for name in ("unipile_api_key", "webhook_secret", "hosted_auth_secret", "smtp_password",
-                 "integrator_webhook_secret", "signing_secret"):
+                 "integrator_webhook_secret", "signing_secret", "metrics_token"):
         assert getattr(settings, name) and not getattr(given, name), name

@@ -202,7 +202,7 @@ def child_settings(settings: Settings) -> Settings:
     database, the cookie key ring and the policy's durations, not Unipile's or SMTP's keys."""
     return msgspec.structs.replace(
         settings, unipile_api_key="", webhook_secret="", hosted_auth_secret="", smtp_password="",
-        integrator_webhook_secret="", signing_secret="")
+        integrator_webhook_secret="", signing_secret="", metrics_token="")
 
 
 async def _read_frame(stream: asyncio.StreamReader) -> bytes:
