@@ -1,12 +1,13 @@
 """Request helpers shared by the controllers and the ASGI middleware: client IP, bearer
-tokens, the rate limit's answer, reading a body from ASGI messages and replaying it."""
+tokens, the rate limit's answer, reading a body from ASGI messages and replaying it, and the
+`no_store` middleware of the controllers whose answers carry personal data."""
 from __future__ import annotations
 
 import ipaddress
 
 from litestar import Request
 from litestar.exceptions import HTTPException, NotAuthorizedException
-from litestar.types import Message, Receive
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 MISSING_BEARER = "missing bearer token (Authorization: Bearer <token>)"
 
@@ -86,3 +87,25 @@ def replay(messages: list[Message], receive: Receive) -> Receive:
         return next(pending, None) or await receive()
 
     return replayed
+
+
+_NO_STORE = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+
+
+def no_store(app: ASGIApp) -> ASGIApp:
+    """Controller middleware: every answer without a Cache-Control of its own gets `no-store` (and
+    HTTP/1.0's `Pragma: no-cache`), so no browser or proxy cache keeps the emails, addresses and user
+    agents the support console shows. As route middleware it sits outside Litestar's per-route
+    exception handler, so error answers get it too; a handler that chose its own caching (the
+    console's static files) keeps it."""
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    message = dict(message, headers=headers + list(_NO_STORE))
+            await send(message)
+
+        await app(scope, receive, send_no_store)
+
+    return middleware

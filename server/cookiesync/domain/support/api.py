@@ -16,6 +16,7 @@ from cookiesync.domain.support.auth import Principal, api_principal, require_act
 from cookiesync.domain.support.params import LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
     list_dependencies
 from cookiesync.domain.support.queries import BadQuery
+from cookiesync.http import no_store
 from cookiesync.runtime import RT
 
 log = logging.getLogger("cookiesync.support")
@@ -51,6 +52,7 @@ class SupportAPI(Controller):
     tags = ["support"]
     dependencies = {"principal": Provide(api_principal), **list_dependencies(_caller)}
     exception_handlers = {BadQuery: _bad_query, ValidationException: _bad_query}
+    middleware = [no_store]
 
     @get("/me", summary="Who is calling, their role, and the CSRF token to send on POSTs", description=AUTH_NOTE)
     async def me(self, principal: Who) -> S.Me:

@@ -29,7 +29,7 @@ from cookiesync.domain.support.params import LinksAsked, ListAsked, TimelineBefo
     list_dependencies
 from cookiesync.domain.support.queries import BadQuery, ListQuery
 from cookiesync.domain.support.staff import StaffMember
-from cookiesync.http import client_ip
+from cookiesync.http import client_ip, no_store
 from cookiesync.runtime import RT, Runtime
 
 log = logging.getLogger("cookiesync.support")
@@ -43,8 +43,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+}  # and Cache-Control: no-store on every answer, from the controller's middleware (http.no_store)
 
 
 def _iso(dt: datetime | None) -> str:
@@ -106,7 +105,7 @@ def error_page(status: int, title: str, message: str, member: StaffMember | None
 
 
 def _login_redirect(request: Request, exc: LoginRequired) -> Response:
-    return Redirect(login_url(exc.next_url), status_code=303, headers={"Cache-Control": "no-store"})
+    return Redirect(login_url(exc.next_url), status_code=303)
 
 
 def _bad_query(request: Request, exc: BadQuery | ValidationException) -> Response:
@@ -185,7 +184,7 @@ class SupportPages(Controller):
     include_in_schema = False
     dependencies = {"member": Provide(_member), **list_dependencies(_signed_in)}
     exception_handlers = {LoginRequired: _login_redirect, BadQuery: _bad_query, ValidationException: _bad_query}
-    middleware = [_form_query]
+    middleware = [_form_query, no_store]
 
     # --- sign in / out ---------------------------------------------------------
     def _login_page(self, rt: Runtime, request: Request, *, status: int = 200, error: str | None = None,
@@ -233,7 +232,7 @@ class SupportPages(Controller):
             log.info("support login refused for ip %s", ip)
             return self._login_page(rt, request, status=401, error=str(exc), email=email, next_url=next_url)
         log.info("support login: %s (%s)", member.email, member.role)
-        response = Redirect(next_url, status_code=303, headers={"Cache-Control": "no-store"})
+        response = Redirect(next_url, status_code=303)
         response.set_cookie(Cookie(key=session_cookie_name(rt), value=session_id, path="/",
                                    max_age=int(staff_mod.POLICY.session_ttl.total_seconds()), httponly=True,
                                    secure=secure_cookies(rt), samesite="lax"))
