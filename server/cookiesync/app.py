@@ -13,6 +13,8 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cookiesync.apidocs import schema as apidocs
+from cookiesync.apidocs.ui import LocalSwaggerUI
 from cookiesync.db.engine import current_revision, head_revision
 from cookiesync.domain.integrator.controllers import IntegratorController
 from cookiesync.domain.reconnect.controllers import ReconnectController
@@ -121,7 +123,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
             finally:
                 gc.unfreeze()  # an app built again in this process (tests) must not pin this one's objects
 
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
@@ -129,9 +131,12 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: internal_error},
         logging_config=None,
         middleware=[request_id_middleware],  # ours (cookiesync.logs) stays in charge, with its redaction
-        openapi_config=OpenAPIConfig(title="cookiesync", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title="cookiesync", version="0.1.0", path="/schema",
+                                     components=apidocs.components(settings), render_plugins=[LocalSwaggerUI()]),
         debug=False,
     )
+    apidocs.complete(app, settings)
+    return app
 
 
 __all__ = ["create_app"]

@@ -27,8 +27,12 @@ CSRF_FIELD = "csrf_token"
 
 
 def session_cookie_name(rt: Runtime) -> str:
+    return session_cookie_name_for(rt.settings.mode)
+
+
+def session_cookie_name_for(mode: str) -> str:
     # __Host- makes the browser insist on Secure, Path=/ and no Domain
-    return "__Host-cookiesync_staff" if rt.settings.mode == "production" else "cookiesync_staff"
+    return "__Host-cookiesync_staff" if mode == "production" else "cookiesync_staff"
 
 
 def prelogin_cookie_name(rt: Runtime) -> str:
