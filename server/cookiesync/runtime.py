@@ -175,7 +175,7 @@ async def open_runtime(settings: Settings, *, start_background: bool = True) -> 
 
         rt.notifier = Notifier(rt)
         stack.push_async_callback(rt.notifier.aclose)
-        rt.mailer = Mailer(settings, engine, rt.instance_id)
+        rt.mailer = Mailer(settings, engine, rt.instance_id, rt.reconnect_signer)
         stack.push_async_callback(rt.cancel_background)  # after every loop below has stopped
 
         rt.revocations = RevocationWatcher(engine, rt.device_cache, poll_s=max(0.2, settings.token_cache_ttl_s / 2))

@@ -145,7 +145,12 @@ class Signer:
         self.key = hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
     def sign(self, payload: dict, ttl_s: float, now: float | None = None) -> str:
-        body = dict(payload, exp=int((now or time.time()) + ttl_s))
+        return self.sign_until(payload, int((now or time.time()) + ttl_s))
+
+    def sign_until(self, payload: dict, exp: int) -> str:
+        """The token of `payload` expiring at `exp` (Unix seconds): the same bytes every time, so a
+        token minted again from stored claims is the one minted before (the outbox's resends)."""
+        body = dict(payload, exp=int(exp))
         raw = _b64e(msgspec.json.encode(body))
         mac = _b64e(hmac.new(self.key, raw.encode(), hashlib.sha256).digest()[:20])
         return f"{raw}.{mac}"

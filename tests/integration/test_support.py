@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from html import unescape
+from types import SimpleNamespace
 
 import httpx
 import msgspec
@@ -84,6 +85,13 @@ class StaffClient:
         if csrf and method.upper() != "GET":
             headers["X-CSRF-Token"] = self.http.get("/v1/support/me").json()["csrf_token"]
         return self.http.request(method, path, headers=headers, **kw)
+
+
+def sent_token(svc, row) -> str:
+    """The reconnect token the mailer signs into an outbox row's email (the row keeps its claims)."""
+    from cookiesync.domain.email.outbox import reconnect_token
+
+    return reconnect_token(svc.rt.reconnect_signer, row.link_id, row.reconnect_incident_id, row.reconnect_expires_at)
 
 
 def logged_in(svc, email: str) -> StaffClient:
@@ -486,10 +494,12 @@ def test_outbox_pages_show_the_email_sandboxed(console, op) -> None:
     lid, _ = make_link(console, user, "8301", "AQEDAR-mail-cookie-8301")
     mail_id = queue_email(console, lid)
 
-    async def body(conn):
-        return (await conn.execute(sa.select(outbox.c.body_html).where(outbox.c.id == mail_id))).scalar_one()
+    async def row(conn):
+        return (await conn.execute(sa.select(outbox).where(outbox.c.id == mail_id))).one()
 
-    token = re.search(r"/reconnect/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", console.db(body)).group(1)
+    stored = console.db(row)
+    token = sent_token(console, stored)  # what the mailer signs into the email it sends
+    assert "/reconnect/[reconnect-token]" in stored.body_html and token not in stored.body_html + stored.body_text
     listing = op.get("/support/outbox?status=pending")
     assert listing.status_code == 200 and f'data-outbox-id="{mail_id}"' in listing.text
     api = op.get("/v1/support/outbox?status=pending").json()
@@ -500,7 +510,7 @@ def test_outbox_pages_show_the_email_sandboxed(console, op) -> None:
     frame = re.search(r'<iframe id="email-html" sandbox="" [^>]*srcdoc="([^"]*)"', html)
     assert frame, "the email is shown in a sandboxed iframe"
     assert "<" not in frame.group(1) and "&lt;" in frame.group(1)  # escaped into the attribute
-    assert "/reconnect/[token-redacted]" in html and token not in html
+    assert "/reconnect/[reconnect-token]" in html and token not in html
     assert "script-src 'self'" in page.headers["content-security-policy"]
     detail = op.get(f"/v1/support/outbox/{mail_id}").json()
     assert token not in detail["body_html"] + detail["body_text"] and detail["email"]["to_addr"] == \
@@ -649,13 +659,10 @@ def test_resend_last_email(console, op) -> None:
     assert op.api("POST", f"/v1/support/links/{lid}/actions/resend-email").json()["ok"] is False
     first = queue_email(console, lid)
     # make it an old email: its reconnect link has expired
-    expired = console.rt.reconnect_signer.sign({"l": lid, "i": None}, ttl_s=-60)
 
     async def age(conn):
-        body = (await conn.execute(sa.select(outbox.c.body_text).where(outbox.c.id == first))).scalar()
-        old = re.search(r"/reconnect/([^\s\"<]+)", body).group(1)
         await conn.execute(outbox.update().where(outbox.c.id == first)
-                           .values(body_text=body.replace(old, expired)))
+                           .values(reconnect_expires_at=datetime.now(timezone.utc) - timedelta(seconds=60)))
 
     console.db(age)
     r = op.post(f"/support/links/{lid}/actions/resend-email")
@@ -670,10 +677,10 @@ def test_resend_last_email(console, op) -> None:
     assert copy["dedupe_key"] != original["dedupe_key"] and copy["message_id"] != original["message_id"]
     assert copy["status"] == "pending" and copy["attempts"] == 0 and copy["subject"] == original["subject"]
     # rendered anew, with a fresh reconnect link (the original's may have expired)
-    link_of = lambda body: re.search(r"/reconnect/([^\s\"<]+)", body).group(1)  # noqa: E731
-    assert link_of(original["body_text"]) == expired
+    expired, fresh = sent_token(console, SimpleNamespace(**original)), sent_token(console, SimpleNamespace(**copy))
     assert console.rt.reconnect_signer.verify(expired) is None
-    assert console.rt.reconnect_signer.verify(link_of(copy["body_text"]))["l"] == lid
+    assert console.rt.reconnect_signer.verify(fresh)["l"] == lid
+    assert "/reconnect/[reconnect-token]" in copy["body_text"] and fresh not in copy["body_text"]
     audit = link_events(console, lid, "staff_action")[-1]
     assert audit["data"]["action"] == "resend_email" and audit["data"]["outbox_id"] == copy["id"]
     assert audit["actor"] == "staff:op@example.com"
@@ -774,9 +781,9 @@ def test_no_cookie_value_or_token_in_any_page(console, op) -> None:
     wait_for(lambda: link_events(console, lid, "attempt")[-1]["data"]["trigger"] == "staff")
     session = op.http.cookies["cookiesync_staff"]
 
-    async def reconnect_tokens(conn):
-        bodies = (await conn.execute(sa.select(outbox.c.body_text))).scalars().all()
-        return {m for b in bodies for m in re.findall(r"/reconnect/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", b)}
+    async def reconnect_tokens(conn):  # the ones the mailer signs into the emails it sends
+        rows = (await conn.execute(sa.select(outbox).where(outbox.c.reconnect_expires_at.is_not(None)))).all()
+        return {sent_token(console, r) for r in rows}
 
     secrets_ = [li_at, li_a, newer, token, session, console.api_key, *console.db(reconnect_tokens)]
     paths = PAGES + [f"/support/links/{lid}", f"/support/links?user_id={user}", f"/support/outbox/{mail}",

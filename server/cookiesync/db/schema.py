@@ -172,6 +172,11 @@ outbox = sa.Table(
     sa.Column("subject", sa.String(300), nullable=False),
     sa.Column("body_text", sa.Text, nullable=False),
     sa.Column("body_html", sa.Text, nullable=False),
+    # An email with a reconnect link keeps what mints it, not the token (a live credential): the
+    # bodies hold email.outbox.TOKEN_SLOT where it goes, and the mailer signs {link_id, this
+    # incident, this expiry} into it at send time. NULL expiry: the email has no reconnect link.
+    sa.Column("reconnect_incident_id", sa.Integer),
+    sa.Column("reconnect_expires_at", UTCDateTime),
     sa.Column("message_id", sa.String(200), nullable=False, unique=True),
     sa.Column("status", sa.String(20), nullable=False, index=True),  # pending|held|sending|sent|failed
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),

@@ -1,6 +1,13 @@
 """Emails to users: rendered into the outbox inside the state change's transaction,
 delivered later over SMTP with retries. One Message-ID per email, fixed when it
-is written, so a retried delivery is recognisably the same message."""
+is written, so a retried delivery is recognisably the same message.
+
+The reconnect link's token is never stored: it mints a hosted-auth link for the user's account,
+so a copy of the database (a backup, a replica, a support query) must not hold a live one. The
+bodies hold `TOKEN_SLOT` where it goes, the row keeps its claims (`link_id`,
+`reconnect_incident_id`, `reconnect_expires_at`), and the mailer signs them into the message it
+sends (`Signer.sign_until`: the same claims give the same token, so a retried delivery carries
+the same link)."""
 from __future__ import annotations
 
 import email.utils
@@ -15,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cookiesync.db.schema import outbox, utcnow
 from cookiesync.domain.reconnect.policy import Email
+from cookiesync.security import Signer
 from cookiesync.settings import Settings
 
 log = logging.getLogger("cookiesync.email")
@@ -37,6 +45,23 @@ WHAT_HAPPENED = {
 }
 
 
+TOKEN_SLOT = "[reconnect-token]"  # where the token goes in a stored body: /reconnect/[reconnect-token]
+_SLOT_IN_LINK = "/reconnect/" + TOKEN_SLOT
+
+
+def reconnect_url(base_url: str) -> str:
+    """The reconnect link as stored: the token is added at send time (`with_token`)."""
+    return f"{base_url}{_SLOT_IN_LINK}"
+
+
+def reconnect_token(signer: Signer, link_id: int, incident_id: int | None, expires_at: datetime) -> str:
+    return signer.sign_until({"l": link_id, "i": incident_id}, int(expires_at.timestamp()))
+
+
+def with_token(body: str, token: str) -> str:
+    return body.replace(_SLOT_IN_LINK, "/reconnect/" + token)
+
+
 def render(kind: Email, *, identity: str, name: str | None, reconnect_url: str, link_ttl_s: float,
            stale: bool, last_cookie: datetime | None) -> tuple[str, str, str]:
     ctx = dict(
@@ -48,8 +73,10 @@ def render(kind: Email, *, identity: str, name: str | None, reconnect_url: str, 
 
 
 async def enqueue(conn: AsyncConnection, *, dedupe_key: str, kind: str, user_id: str, link_id: int | None,
-                  to_addr: str | None, subject: str, body_text: str, body_html: str, domain: str) -> bool:
-    """Insert once per dedupe key; False if that email was already written."""
+                  to_addr: str | None, subject: str, body_text: str, body_html: str, domain: str,
+                  reconnect_incident_id: int | None = None, reconnect_expires_at: datetime | None = None) -> bool:
+    """Insert once per dedupe key; False if that email was already written. A body with a
+    reconnect link (`reconnect_url`) comes with the link's expiry (and incident)."""
     exists = (await conn.execute(sa.select(outbox.c.id).where(outbox.c.dedupe_key == dedupe_key))).first()
     if exists:
         return False
@@ -57,6 +84,7 @@ async def enqueue(conn: AsyncConnection, *, dedupe_key: str, kind: str, user_id:
     await conn.execute(outbox.insert().values(
         dedupe_key=dedupe_key, kind=kind, user_id=user_id, link_id=link_id, to_addr=to_addr, subject=subject,
         body_text=body_text, body_html=body_html, message_id=email.utils.make_msgid(domain=domain),
+        reconnect_incident_id=reconnect_incident_id, reconnect_expires_at=reconnect_expires_at,
         status="pending" if to_addr else "held", last_error=None if to_addr else "the user has no email address",
         attempts=0, next_attempt_at=now, created_at=now,
     ))
@@ -66,20 +94,26 @@ async def enqueue(conn: AsyncConnection, *, dedupe_key: str, kind: str, user_id:
 class Mailer:
     """Delivers due outbox rows. Claims each with a lease, so two instances never send one twice."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, owner: str) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, owner: str, reconnect_signer: Signer) -> None:
         self.settings = settings
         self.engine = engine
         self.owner = owner
+        self.reconnect_signer = reconnect_signer
 
     def _message(self, row) -> EmailMessage:
+        text, html = row.body_text, row.body_html
+        if row.reconnect_expires_at is not None and row.link_id is not None:
+            token = reconnect_token(self.reconnect_signer, row.link_id, row.reconnect_incident_id,
+                                    row.reconnect_expires_at)
+            text, html = with_token(text, token), with_token(html, token)
         msg = EmailMessage()
         msg["From"] = self.settings.email_from
         msg["To"] = row.to_addr
         msg["Subject"] = row.subject
         msg["Message-ID"] = row.message_id
         msg["Date"] = email.utils.format_datetime(row.created_at)
-        msg.set_content(row.body_text)
-        msg.add_alternative(row.body_html, subtype="html")
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
         return msg
 
     async def deliver_due(self, limit: int = 50) -> int:

@@ -189,33 +189,46 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
     return decision
 
 
+@dataclass(frozen=True)
+class RenderedEmail:
+    """An email as the outbox keeps it: its reconnect link without the token, which the mailer
+    signs from (link id, `incident_id`, `link_expires_at`) when it sends (email.outbox)."""
+    subject: str
+    text: str
+    html: str
+    stale: bool
+    incident_id: int | None
+    link_expires_at: datetime
+
+
 async def render_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,
-                       now: datetime) -> tuple[str, str, str, bool]:
-    """Subject, text, HTML and whether the extension looks stale; with a fresh reconnect link."""
+                       now: datetime) -> RenderedEmail:
+    """The email, whether the extension looks stale, and a fresh reconnect link's claims."""
     s = rt.settings
     user = (await conn.execute(sa.select(users).where(users.c.user_id == row.user_id))).first()
     link_row = await load_link(conn, row.id)
-    token = rt.reconnect_signer.sign({"l": row.id, "i": incident_id}, ttl_s=s.reconnect_link_ttl_s)
     last_cookie = link_row.date_last_cookie
     stale = last_cookie is None or (now - last_cookie).total_seconds() > s.stale_cookie_s
     subject, text, html = email_outbox.render(
         kind, identity=f"LinkedIn member {row.plain_id}", name=user.display_name if user else None,
-        reconnect_url=f"{s.base_url}/reconnect/{token}", link_ttl_s=s.reconnect_link_ttl_s,
+        reconnect_url=email_outbox.reconnect_url(s.base_url), link_ttl_s=s.reconnect_link_ttl_s,
         stale=stale, last_cookie=last_cookie,
     )
-    return subject, text, html, stale
+    return RenderedEmail(subject, text, html, stale, incident_id, now + timedelta(seconds=s.reconnect_link_ttl_s))
 
 
 async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,
                       now: datetime) -> bool:
     s = rt.settings
     user = (await conn.execute(sa.select(users).where(users.c.user_id == row.user_id))).first()
-    subject, text, html, stale = await render_email(rt, conn, row, kind, incident_id, now)
+    mail = await render_email(rt, conn, row, kind, incident_id, now)
+    stale = mail.stale
     dedupe = f"{kind.value}:link{row.id}:incident{incident_id if incident_id is not None else now.isoformat()}"
     written = await email_outbox.enqueue(
         conn, dedupe_key=dedupe, kind=kind.value, user_id=row.user_id, link_id=row.id,
-        to_addr=user.email if user else None, subject=subject, body_text=text, body_html=html,
+        to_addr=user.email if user else None, subject=mail.subject, body_text=mail.text, body_html=mail.html,
         domain=s.base_url.split("//", 1)[-1].split(":", 1)[0].split("/", 1)[0] or "localhost",
+        reconnect_incident_id=mail.incident_id, reconnect_expires_at=mail.link_expires_at,
     )
     if written:
         if kind is policy.Email.GAVE_UP:

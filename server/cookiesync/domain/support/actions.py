@@ -59,15 +59,18 @@ async def resend_email(rt, outbox_id: int, actor: str, reason: str | None = None
         user = (await conn.execute(sa.select(users.c.email).where(users.c.user_id == src.user_id))).first()
         to_addr = (user.email if user and user.email else None) or src.to_addr
         subject, body_text, body_html = src.subject, src.body_text, src.body_html
+        incident_id, link_expires_at = src.reconnect_incident_id, src.reconnect_expires_at
         link_row = await load_link(conn, src.link_id) if src.link_id is not None else None
         if link_row is not None and src.kind in {k.value for k in policy.Email}:
             # rendered anew: the reconnect link in the original may have expired
-            subject, body_text, body_html, _stale = await render_email(
-                rt, conn, link_row, policy.Email(src.kind), link_row.incident_id, now)
+            mail = await render_email(rt, conn, link_row, policy.Email(src.kind), link_row.incident_id, now)
+            subject, body_text, body_html = mail.subject, mail.text, mail.html
+            incident_id, link_expires_at = mail.incident_id, mail.link_expires_at
         result = await conn.execute(outbox.insert().values(
             dedupe_key=f"resend:{src.id}:{secrets.token_hex(8)}", kind=src.kind, user_id=src.user_id,
             link_id=src.link_id, to_addr=to_addr, subject=subject, body_text=body_text,
-            body_html=body_html, message_id=email.utils.make_msgid(domain=_domain(rt)),
+            body_html=body_html, reconnect_incident_id=incident_id, reconnect_expires_at=link_expires_at,
+            message_id=email.utils.make_msgid(domain=_domain(rt)),
             status="pending" if to_addr else "held",
             last_error=None if to_addr else "the user has no email address",
             attempts=0, next_attempt_at=now, created_at=now))
