@@ -30,14 +30,18 @@ def test_entrypoint_migrates_serves_and_stops(tmp_path, simulator, postgres_url)
     env = _env(COOKIESYNC_DATABASE_URL=postgres_url, COOKIESYNC_PORT=str(port),
                COOKIESYNC_DATA_DIR=str(tmp_path), COOKIESYNC_UNIPILE_DSN=simulator.url,
                COOKIESYNC_UNIPILE_API_KEY=simulator.api_key, COOKIESYNC_ENCRYPTION_KEYS=new_key_entry("k1"),
-               COOKIESYNC_SIGNING_SECRET="s" * 40, COOKIESYNC_WEBHOOK_SECRET="w" * 32,
-               COOKIESYNC_HOSTED_AUTH_SECRET="h" * 32, COOKIESYNC_PUBLIC_URL=f"http://127.0.0.1:{port}")
+               COOKIESYNC_SIGNING_SECRET="s" * 43, COOKIESYNC_WEBHOOK_SECRET="w" * 32,
+               COOKIESYNC_HOSTED_AUTH_SECRET="h" * 32, COOKIESYNC_PUBLIC_URL=f"http://127.0.0.1:{port}",
+               COOKIESYNC_METRICS_TOKEN="m" * 32)
     proc = subprocess.Popen([str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: is_ready(base), timeout=30)
         assert httpx.get(base + "/readyz").json()["status"] == "ok"
-        assert "cookiesync_links" in httpx.get(base + "/metrics").text
+        # production serves /metrics only to a scraper holding COOKIESYNC_METRICS_TOKEN
+        assert httpx.get(base + "/metrics").status_code == 401
+        metrics = httpx.get(base + "/metrics", headers={"Authorization": "Bearer " + "m" * 32})
+        assert "cookiesync_links" in metrics.text
         # production mode: no demo user, no simulator mounted
         assert httpx.get(base + "/unipile-sim/api/v1/accounts").status_code == 404
     finally:
