@@ -4,12 +4,11 @@ agents that no browser or proxy cache may keep. Over HTTP, against a real servic
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
 import pytest
 
-from tests.support.console import PASSWORD, make_link, queue_email, start_console, stop, unique
+from tests.support.console import make_link, queue_email, signed_in, start_console, stop, unique
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +22,6 @@ def support_key(svc) -> str:
     from cookiesync.domain.integrator.services import create_api_key
 
     return asyncio.run(create_api_key(svc.settings, unique("tools"), scopes="support"))
-
-
-def signed_in(svc) -> httpx.Client:
-    client = httpx.Client(base_url=svc.url, follow_redirects=False, timeout=30,
-                          headers={"X-Forwarded-For": "198.51.100.77"})
-    form = client.get("/support/login").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    r = client.post("/support/login", data={"email": "op@example.com", "password": PASSWORD, "csrf_token": token,
-                                            "next": "/support/"})
-    assert r.status_code == 303, r.text
-    return client
 
 
 def no_store(r: httpx.Response) -> bool:

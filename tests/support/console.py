@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 
 from cookiesync.db.schema import events, links, outbox
@@ -120,3 +122,14 @@ def stop(svc) -> None:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_seq)}"
+
+
+def signed_in(svc, email: str = "op@example.com", ip: str = "198.51.100.77") -> httpx.Client:
+    """A client signed in to the console through its login form (from `ip`, via the trusted proxy)."""
+    client = httpx.Client(base_url=svc.url, follow_redirects=False, timeout=30, headers={"X-Forwarded-For": ip})
+    form = client.get("/support/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    r = client.post("/support/login", data={"email": email, "password": PASSWORD, "csrf_token": token,
+                                            "next": "/support/"})
+    assert r.status_code == 303, r.text
+    return client

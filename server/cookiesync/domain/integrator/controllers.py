@@ -15,6 +15,7 @@ from cookiesync.domain.integrator.schemas import USER_ID_PATTERN, AccountsOut, E
     UserOut
 from cookiesync.http import bearer_token
 from cookiesync.runtime import RT
+from cookiesync.validation import one_value_each
 
 Actor = NamedDependency[str]
 UserId = Annotated[str, Parameter(pattern=USER_ID_PATTERN, description="the integrator's own user id")]
@@ -27,6 +28,7 @@ async def require_api_key(request: Request, rt: RT) -> str:
     actor = await services.api_key_actor(rt, bearer_token(request))
     if not actor:
         raise NotAuthorizedException(detail="unknown or revoked API key, or one without the integrator scope")
+    one_value_each(request)
     return actor
 
 

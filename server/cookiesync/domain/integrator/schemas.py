@@ -6,13 +6,17 @@ from typing import Annotated
 
 import msgspec
 
-USER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,200}$"
-EmailAddr = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+from cookiesync.validation import REFUSED_CHARS, TEXT_RULE, text
+
+USER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,200}\Z"  # \Z: `$` would take a final "\n" (a second user)
+_ADDR_PART = f"[^@\\s{REFUSED_CHARS}]+"
+EmailAddr = Annotated[str, msgspec.Meta(max_length=320, pattern=f"^{_ADDR_PART}@{_ADDR_PART}\\.{_ADDR_PART}\\Z",
+                                        description=f"an email address ({TEXT_RULE})")]
 
 
 class UserIn(msgspec.Struct, forbid_unknown_fields=True):
     email: EmailAddr | None = None
-    display_name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    display_name: Annotated[str, text(200)] | None = None
 
 
 class UserOut(msgspec.Struct):

@@ -13,11 +13,12 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from cookiesync.domain.support import actions, queries
 from cookiesync.domain.support import schemas as S
 from cookiesync.domain.support.auth import Principal, api_principal, require_act
-from cookiesync.domain.support.params import LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
+from cookiesync.domain.support.params import DeviceId, LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
     list_dependencies
 from cookiesync.domain.support.queries import BadQuery
 from cookiesync.http import no_store
 from cookiesync.runtime import RT
+from cookiesync.validation import PathRowId
 
 log = logging.getLogger("cookiesync.support")
 Who = NamedDependency[Principal]
@@ -68,16 +69,16 @@ class SupportAPI(Controller):
     async def links(self, rt: RT, principal: Who, link_filter: LinksAsked) -> S.LinkPage:
         return await queries.links.page(rt, link_filter)
 
-    @get("/links/{link_id:int}", summary="One link: summary, devices, incidents, emails and its timeline",
+    @get("/links/{link_id:str}", summary="One link: summary, devices, incidents, emails and its timeline",
          description=AUTH_NOTE)
-    async def link(self, rt: RT, principal: Who, link_id: FromPath[int], before: TimelineBefore = None,
+    async def link(self, rt: RT, principal: Who, link_id: PathRowId, before: TimelineBefore = None,
                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100) -> S.LinkDetail:
         return _found(await queries.links.detail(rt, link_id, before=before, limit=limit), f"no link {link_id}")
 
-    @post("/links/{link_id:int}/actions/{action:str}", status_code=200,
+    @post("/links/{link_id:str}/actions/{action:str}", status_code=200,
           summary="Act on a link: retry now, stop retries, disable, enable, resend the last email",
           description=AUTH_NOTE + " Operators only. The body is optional: {\"reason\": \"…\"} for the audit trail.")
-    async def link_action(self, rt: RT, principal: Who, request: Request, link_id: FromPath[int],
+    async def link_action(self, rt: RT, principal: Who, request: Request, link_id: PathRowId,
                           action: FromPath[LinkAction],
                           data: JSONBody[S.ActionIn | None] = None) -> S.ActionOut:
         require_act(principal, request)
@@ -91,7 +92,7 @@ class SupportAPI(Controller):
     @post("/devices/{device_id:str}/revoke", status_code=200, summary="Revoke an extension's device token",
           description=AUTH_NOTE + " Operators only.")
     async def revoke_device(self, rt: RT, principal: Who, request: Request,
-                            device_id: FromPath[str]) -> S.ActionOut:
+                            device_id: DeviceId) -> S.ActionOut:
         require_act(principal, request)
         try:
             return await actions.revoke(rt, device_id, principal.actor)
@@ -102,15 +103,15 @@ class SupportAPI(Controller):
     async def outbox(self, rt: RT, principal: Who, outbox_query: ListAsked) -> S.OutboxPage:
         return await queries.outbox.page(rt, outbox_query)
 
-    @get("/outbox/{outbox_id:int}", summary="One email with its rendered bodies (reconnect token redacted)",
+    @get("/outbox/{outbox_id:str}", summary="One email with its rendered bodies (reconnect token redacted)",
          description=AUTH_NOTE)
-    async def email(self, rt: RT, principal: Who, outbox_id: FromPath[int]) -> S.OutboxDetail:
+    async def email(self, rt: RT, principal: Who, outbox_id: PathRowId) -> S.OutboxDetail:
         return _found(await queries.outbox.detail(rt, outbox_id), f"no email {outbox_id}")
 
-    @post("/outbox/{outbox_id:int}/resend", status_code=200,
+    @post("/outbox/{outbox_id:str}/resend", status_code=200,
           summary="Send a copy of an email (new Message-ID, to the user's current address)",
           description=AUTH_NOTE + " Operators only.")
-    async def resend(self, rt: RT, principal: Who, request: Request, outbox_id: FromPath[int],
+    async def resend(self, rt: RT, principal: Who, request: Request, outbox_id: PathRowId,
                      data: JSONBody[S.ActionIn | None] = None) -> S.ActionOut:
         require_act(principal, request)
         try:
@@ -123,7 +124,7 @@ class SupportAPI(Controller):
     async def notifications(self, rt: RT, principal: Who, notification_query: ListAsked) -> S.NotificationPage:
         return await queries.notifications.page(rt, notification_query)
 
-    @get("/notifications/{notification_id:int}", summary="One integrator notification with the payload sent",
+    @get("/notifications/{notification_id:str}", summary="One integrator notification with the payload sent",
          description=AUTH_NOTE)
-    async def notification(self, rt: RT, principal: Who, notification_id: FromPath[int]) -> S.NotificationDetail:
+    async def notification(self, rt: RT, principal: Who, notification_id: PathRowId) -> S.NotificationDetail:
         return _found(await queries.notifications.detail(rt, notification_id), f"no notification {notification_id}")

@@ -21,6 +21,7 @@ from cookiesync.domain.support import staff as staff_mod
 from cookiesync.http import bearer_token
 from cookiesync.runtime import RT, Runtime
 from cookiesync.security import hash_token
+from cookiesync.validation import one_value_each
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -104,11 +105,13 @@ async def api_principal(request: Request, rt: RT) -> Principal:
         role = _support_role(row.scopes)
         if role is None:
             raise PermissionDeniedException(detail="this API key lacks the 'support' scope")
+        one_value_each(request)
         return Principal(actor=f"apikey:{row.name}", role=role, kind="apikey")
     member = await staff_mod.session_member(rt, request.cookies.get(session_cookie_name(rt)))
     if member is None:
         raise NotAuthorizedException(
             detail="sign in at /support/login (session cookie) or send an API key with the 'support' scope")
+    one_value_each(request)
     return Principal(actor=member.actor, role=member.role, kind="staff", csrf_token=member.csrf_token)
 
 

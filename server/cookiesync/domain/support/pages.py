@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 from datetime import datetime, timezone
 from importlib import resources
@@ -12,6 +11,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 import jinja2
+from markupsafe import Markup
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
@@ -25,12 +25,13 @@ from cookiesync.domain.support import actions, queries
 from cookiesync.domain.support import staff as staff_mod
 from cookiesync.domain.support.auth import CSRF_FIELD, LoginRequired, login_url, page_member, prelogin_cookie_name, \
     safe_next, secure_cookies, session_cookie_name
-from cookiesync.domain.support.params import LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
+from cookiesync.domain.support.params import DeviceId, LinksAsked, ListAsked, TimelineBefore, bad_query_text, \
     list_dependencies
 from cookiesync.domain.support.queries import BadQuery, ListQuery
 from cookiesync.domain.support.staff import StaffMember
 from cookiesync.http import client_ip, no_store
 from cookiesync.runtime import RT, Runtime
+from cookiesync.validation import TEXT_RULE, PathRowId, one_value_each, refused_text, row_id
 
 log = logging.getLogger("cookiesync.support")
 Member = NamedDependency[StaffMember]
@@ -85,9 +86,16 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
+def _bdi(value) -> Markup:
+    """User-provided text in a <bdi> (escaped): its direction is isolated from the line around it,
+    so a right-to-left override in a name (stored before input refused them, or from Unipile)
+    cannot turn the rest of the line around ("member 777000111" shown as "111000777")."""
+    return Markup("<bdi>{}</bdi>").format("" if value is None else value)
+
+
 _env = jinja2.Environment(loader=jinja2.PackageLoader("cookiesync.domain.support", "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-_env.filters.update(iso=_iso, age=_age, pct=_pct, as_dt=_as_dt, pretty=_pretty)
+_env.filters.update(iso=_iso, age=_age, pct=_pct, as_dt=_as_dt, pretty=_pretty, bdi=_bdi)
 _env.globals.update(states=[s.value for s in State], outbox_statuses=queries.outbox.STATUSES, urlencode=urlencode,
                     notification_statuses=queries.notifications.STATUSES,
                     notification_events=queries.notifications.EVENT_TYPES)
@@ -131,6 +139,7 @@ def _form_query(app: ASGIApp) -> ASGIApp:
 async def _member(request: Request, rt: RT) -> StaffMember:
     member = await page_member(request, rt)
     request.state.member = member  # for _bad_query: the query is parsed after the caller is known
+    one_value_each(request)
     return member
 
 
@@ -156,8 +165,24 @@ def _static(name: str) -> tuple[bytes, str] | None:
 
 
 async def _form(request: Request) -> dict[str, str]:
+    """The form's text fields; one holding a character no text takes is a 400 naming it (the
+    password excepted: it is only ever hashed, and refusing it would lock out its owner)."""
     form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    bad = sorted(k for k, v in fields.items() if k != "password" and refused_text(v))
+    if bad:
+        raise ValidationException(detail=f"{', '.join(bad)}: {TEXT_RULE}")
+    return fields
+
+
+def _is_link_page(path: str) -> bool:
+    """Whether `path` is a link's page (where a revoke form sends the operator back)."""
+    prefix = "/support/links/"
+    try:
+        row_id(path.removeprefix(prefix))
+    except ValueError:
+        return False
+    return path.startswith(prefix)
 
 
 def _check_csrf(member: StaffMember, form: dict[str, str]) -> Response | None:
@@ -273,8 +298,8 @@ class SupportPages(Controller):
                       args=link_filter.query_args(), cursor=link_filter.cursor,
                       stale_after=rt.settings.stale_cookie_s)
 
-    @get("/links/{link_id:int}")
-    async def link(self, link_id: FromPath[int], rt: RT, member: Member, before: TimelineBefore = None,
+    @get("/links/{link_id:str}")
+    async def link(self, link_id: PathRowId, rt: RT, member: Member, before: TimelineBefore = None,
                    done: Done = None) -> Response:
         detail = await queries.links.detail(rt, link_id, before=before)
         if detail is None:
@@ -291,8 +316,8 @@ class SupportPages(Controller):
                       refresh=2 if (detail.attempt_in_flight or due) and before is None else None,
                       flash=flash, note=note, stale_after=rt.settings.stale_cookie_s)
 
-    @post("/links/{link_id:int}/actions/{action:str}", status_code=303)
-    async def link_action(self, request: Request, link_id: FromPath[int], action: FromPath[str], rt: RT,
+    @post("/links/{link_id:str}/actions/{action:str}", status_code=303)
+    async def link_action(self, request: Request, link_id: PathRowId, action: FromPath[str], rt: RT,
                           member: Member) -> Response:
         form = await _form(request)
         if (denied := _check_csrf(member, form) or _check_operator(member)) is not None:
@@ -307,7 +332,7 @@ class SupportPages(Controller):
         return Redirect(f"/support/links/{link_id}?done={action}", status_code=303)
 
     @post("/devices/{device_id:str}/revoke", status_code=303)
-    async def revoke_device(self, request: Request, device_id: FromPath[str], rt: RT, member: Member) -> Response:
+    async def revoke_device(self, request: Request, device_id: DeviceId, rt: RT, member: Member) -> Response:
         form = await _form(request)
         if (denied := _check_csrf(member, form) or _check_operator(member)) is not None:
             return denied
@@ -316,7 +341,7 @@ class SupportPages(Controller):
         except actions.NotFound:
             return error_page(404, "No such device", f"There is no device {device_id}.", member)
         back = form.get("back") or ""
-        target = back if re.fullmatch(r"/support/links/\d{1,12}", back) else "/support/links"
+        target = back if _is_link_page(back) else "/support/links"
         log.info("support: device %s revoked by %s (%s)", device_id, member.actor, out.note)
         return Redirect(f"{target}?done=revoke-device", status_code=303)
 
@@ -324,16 +349,16 @@ class SupportPages(Controller):
     async def outbox(self, rt: RT, member: Member, outbox_query: ListAsked) -> Response:
         return _list_page("outbox", "Outbox", member, outbox_query, await queries.outbox.page(rt, outbox_query))
 
-    @get("/outbox/{outbox_id:int}")
-    async def email(self, outbox_id: FromPath[int], rt: RT, member: Member, done: Done = None) -> Response:
+    @get("/outbox/{outbox_id:str}")
+    async def email(self, outbox_id: PathRowId, rt: RT, member: Member, done: Done = None) -> Response:
         detail = await queries.outbox.detail(rt, outbox_id)
         if detail is None:
             return error_page(404, "No such email", f"There is no email {outbox_id}.", member)
         return render("email.html", title=f"Email {outbox_id}", page_id="email", member=member, e=detail,
                       flash="resend" if done == "resend" else None, note="this is the copy, queued for delivery")
 
-    @post("/outbox/{outbox_id:int}/resend", status_code=303)
-    async def resend(self, request: Request, outbox_id: FromPath[int], rt: RT, member: Member) -> Response:
+    @post("/outbox/{outbox_id:str}/resend", status_code=303)
+    async def resend(self, request: Request, outbox_id: PathRowId, rt: RT, member: Member) -> Response:
         form = await _form(request)
         if (denied := _check_csrf(member, form) or _check_operator(member)) is not None:
             return denied
@@ -349,8 +374,8 @@ class SupportPages(Controller):
         page = await queries.notifications.page(rt, notification_query)
         return _list_page("notifications", "Notifications", member, notification_query, page)
 
-    @get("/notifications/{notification_id:int}")
-    async def notification(self, notification_id: FromPath[int], rt: RT, member: Member) -> Response:
+    @get("/notifications/{notification_id:str}")
+    async def notification(self, notification_id: PathRowId, rt: RT, member: Member) -> Response:
         detail = await queries.notifications.detail(rt, notification_id)
         if detail is None:
             return error_page(404, "No such notification", f"There is no notification {notification_id}.", member)

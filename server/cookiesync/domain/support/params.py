@@ -14,12 +14,13 @@ from typing import Annotated, Callable, Literal
 
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from cookiesync.domain.reconnect.policy import State
 from cookiesync.domain.support.queries import notifications, outbox
 from cookiesync.domain.support.queries.links import LinkFilter, parse_day
 from cookiesync.domain.support.queries.paging import BadQuery, ListQuery
+from cookiesync.validation import row_id_in, text_in
 
 LinkState = Literal["pending", "connected", "reconnecting", "needs_user", "checkpoint", "disabled"]
 OutboxStatus = Literal["pending", "held", "sending", "sent", "failed"]
@@ -33,28 +34,29 @@ assert set(NotificationEvent.__args__) == set(notifications.EVENT_TYPES)
 SignedIn = NamedDependency[object]
 LinksAsked = NamedDependency[LinkFilter]     # what the handlers take: the dependencies' answers
 ListAsked = NamedDependency[ListQuery]
-UserId = Annotated[str | None, QueryParameter(max_length=200)]
-LinkId = Annotated[int | None, QueryParameter()]
-IdCursor = Annotated[str | None, QueryParameter(max_length=40)]
+DeviceId = Annotated[str, text_in(PathParameter, 64)]
+UserId = Annotated[str | None, text_in(QueryParameter, 200)]
+LinkId = Annotated[int | None, row_id_in(QueryParameter, "a link's id")]
+IdCursor = Annotated[str | None, text_in(QueryParameter, 40)]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
-TimelineBefore = Annotated[int | None, QueryParameter(
-    description="timeline events older than this id (the previous page's next cursor)")]
+TimelineBefore = Annotated[int | None, row_id_in(
+    QueryParameter, "timeline events older than this id (the previous page's next cursor)")]
 
 
 async def link_filter(
     signed_in: SignedIn,
     link_state: Annotated[LinkState | None, QueryParameter(name="state")] = None,
     user_id: UserId = None,
-    email: Annotated[str | None, QueryParameter(max_length=320)] = None,
-    plain_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
-    account_id: Annotated[str | None, QueryParameter(max_length=100, description="Unipile account id")] = None,
-    updated_from: Annotated[str | None, QueryParameter(
-        name="from",
+    email: Annotated[str | None, text_in(QueryParameter, 320)] = None,
+    plain_id: Annotated[str | None, text_in(QueryParameter, 40)] = None,
+    account_id: Annotated[str | None, text_in(QueryParameter, 100, description="Unipile account id")] = None,
+    updated_from: Annotated[str | None, text_in(
+        QueryParameter, 40, name="from",
         description="last change (state, account, schedule) on or after (YYYY-MM-DD UTC or ISO 8601)")] = None,
-    updated_to: Annotated[str | None, QueryParameter(
-        name="to", description="last change up to (a day is inclusive; ISO exclusive)")] = None,
+    updated_to: Annotated[str | None, text_in(
+        QueryParameter, 40, name="to", description="last change up to (a day is inclusive; ISO exclusive)")] = None,
     order: Annotated[Literal["desc", "asc"], QueryParameter()] = "desc",
-    cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    cursor: Annotated[str | None, text_in(QueryParameter, 200)] = None,
     limit: Limit = 50,
 ) -> LinkFilter:
     return LinkFilter(state=link_state, user_id=user_id, email=email, plain_id=plain_id, account_id=account_id,

@@ -3,9 +3,11 @@ render the very same objects."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+from cookiesync.validation import text
 
 
 class Me(msgspec.Struct):
@@ -209,7 +211,7 @@ class LinkDetail(msgspec.Struct):
 
 
 class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str | None = None
+    reason: Annotated[str, text(5000)] | None = None
 
 
 class ActionOut(msgspec.Struct):

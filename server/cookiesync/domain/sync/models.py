@@ -25,6 +25,11 @@ class Device(NamedTuple):
     user_id: str
 
 
+class DeviceGone(Exception):
+    """The device's token was admitted (from memory) but the device is no longer in the database:
+    revoked, or its user erased, after it was cached. The sync answers as for a revoked token."""
+
+
 @dataclass
 class CachedLink:
     """What an unchanged sync needs of its link, kept in memory (`Runtime.links`)."""

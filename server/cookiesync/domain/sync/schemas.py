@@ -5,11 +5,14 @@ from typing import Annotated
 
 import msgspec
 
-Cookie = Annotated[str, msgspec.Meta(min_length=8, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
-PlainId = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[0-9]+$",
+from cookiesync.validation import text
+
+# \Z, not $: `$` matches before a final "\n", which would make "777000111\n" a second member
+Cookie = Annotated[str, msgspec.Meta(min_length=8, max_length=4096, pattern=r"^[\x21-\x7e]+\Z")]
+PlainId = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[0-9]+\Z",
                                       description="LinkedIn member id (plainId), digits only")]
-Version = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-UserAgent = Annotated[str, msgspec.Meta(min_length=10, max_length=1000)]
+Version = Annotated[str, text(40, min_length=1)]
+UserAgent = Annotated[str, text(1000, min_length=10)]
 
 
 class SyncIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,7 +30,7 @@ class SyncOut(msgspec.Struct):
 
 
 class PairIn(msgspec.Struct, forbid_unknown_fields=True):
-    pairing_code: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    pairing_code: Annotated[str, text(40, min_length=1)]
     extension_version: Version
 
 

@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from cookiesync.db.schema import devices, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect.services import add_event
-from cookiesync.domain.sync.models import CachedLink, Device, NewCookie, answer
+from cookiesync.domain.sync.models import CachedLink, Device, DeviceGone, NewCookie, answer
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
 from cookiesync.http import MISSING_BEARER, TooManyRequests, client_ip_from
 from cookiesync.security import cookie_fingerprint, hash_token, new_token, normalize_pairing_code, same_fingerprint
@@ -92,7 +92,12 @@ async def sync(rt: Runtime, device: Device, body: SyncIn, ip: str | None) -> Syn
                 rt.metrics.syncs_unchanged.inc()
                 return answer(rt.settings.sync_interval_s, state, account_id)
 
-    out, attempt_now, link_id, changed = await rt.cookie_writer.submit(NewCookie(device, body, ip, fingerprint, now))
+    try:
+        out, attempt_now, link_id, changed = await rt.cookie_writer.submit(
+            NewCookie(device, body, ip, fingerprint, now))
+    except DeviceGone:
+        rt.device_cache.drop_where(lambda _key, cached: cached.id == device.id)
+        raise NotAuthorizedException(detail=UNKNOWN_DEVICE) from None
     if not changed:
         rt.toucher.touch(link_id, device.id, now, ip, body.extension_version, device.user_id)
     cache.put(key, CachedLink(link_id, fingerprint, out.link_status, out.unipile_account_id))

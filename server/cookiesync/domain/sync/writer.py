@@ -24,13 +24,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from cookiesync.db.bulk import COOKIE_COLUMNS, BulkSQL, LinkRow
-from cookiesync.db.engine import to_json
+from cookiesync.db.engine import reader, to_json
 from cookiesync.db.hot import HotWrites
-from cookiesync.db.schema import links
+from cookiesync.db.schema import devices, links
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event, event_payload, load_link, needs_apply, \
     to_policy
-from cookiesync.domain.sync.models import CookieResult, NewCookie, answer
+from cookiesync.domain.sync.models import CookieResult, DeviceGone, NewCookie, answer
 from cookiesync.security import KeyRing, same_fingerprint
 
 if TYPE_CHECKING:
@@ -147,14 +147,28 @@ def _plan(ctx: WriterContext, jobs: list[NewCookie], rows: list):
 
 
 # --- one at a time, through the policy's apply_event ---------------------------------------------
+class _LinkGone(Exception):
+    """The link read at the start of the transaction was deleted before it was written."""
+
+
+DEVICE_LIVE = sa.select(devices.c.id).where(devices.c.id == sa.bindparam("device_id"), devices.c.revoked_at.is_(None))
+
+
 async def write_alone(rt: ServerContext, job: NewCookie) -> CookieResult:
     for _try in range(3):
         try:
             async with rt.engine.begin() as conn:
                 return await _write_in(rt, conn, job)
-        except IntegrityError:
-            # Two first syncs for one member raced; the other one created the link.
-            await asyncio.sleep(0.01)
+        except (IntegrityError, _LinkGone):
+            # Two first syncs for one member raced, the other one creating the link: the next try
+            # finds it. Or the user was erased (or the device revoked, on another instance) since
+            # this device was admitted from memory: the new link's user_id breaks its foreign key,
+            # or the link went under the update. Retrying cannot help that one: it is a gone device.
+            pass
+        async with reader(rt.engine) as conn:
+            if (await conn.execute(DEVICE_LIVE, {"device_id": job.device.id})).first() is None:
+                raise DeviceGone(job.device.id)
+        await asyncio.sleep(0.01)
     raise RuntimeError("could not store the sync after 3 tries")
 
 
@@ -190,6 +204,8 @@ async def _write_in(rt: ServerContext, conn, job: NewCookie) -> CookieResult:
     await conn.execute(links.update().where(links.c.id == link_id).values(
         dict(zip(COOKIE_COLUMNS, job.cookie_row(rt.keyring, now)))))
     row = await load_link(conn, link_id)
+    if row is None:
+        raise _LinkGone(link_id)
     decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
                                  event_kind="cookie_received", data=job.event_data(), now=now)
     return CookieResult(answer(s.sync_interval_s, decision.link.state.value, row.unipile_account_id),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -22,18 +22,20 @@ from cookiesync.domain.sync.services import forget_link
 from cookiesync.runtime import RT, Runtime
 from cookiesync.security import same_secret
 from cookiesync.unipile.client import UnipileError
+from cookiesync.validation import text
 
 log = logging.getLogger("cookiesync.webhooks")
 DEDUPE_WINDOW = timedelta(minutes=15)
 
 
 T = TypeVar("T")
+Word = Annotated[str, text(200)]  # an id or a status word from Unipile; stored and shown in the history
 
 
 class AccountStatus(msgspec.Struct):
-    account_id: str
-    message: str
-    account_type: str | None = None
+    account_id: Word
+    message: Word
+    account_type: Word | None = None
 
 
 class AccountStatusIn(msgspec.Struct):
@@ -41,9 +43,9 @@ class AccountStatusIn(msgspec.Struct):
 
 
 class HostedAuthIn(msgspec.Struct):
-    status: str
-    account_id: str
-    name: str | None = None
+    status: Word
+    account_id: Word
+    name: Annotated[str, text(1000)] | None = None
 
 
 class Ack(msgspec.Struct):

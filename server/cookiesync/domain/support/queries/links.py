@@ -54,7 +54,7 @@ def parse_day(text: str | None, *, end: bool = False) -> datetime | None:
         return None
     text = text.strip()
     try:
-        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
             return day + timedelta(days=1) if end else day
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))

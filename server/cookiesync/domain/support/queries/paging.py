@@ -17,8 +17,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import sqlalchemy as sa
 
 from cookiesync.db.engine import reader
+from cookiesync.validation import row_id
 
-MAX_ROW_ID = 2 ** 63 - 1  # an id past what the databases' integers hold would fail in the driver
 MALFORMED = "malformed cursor: pass back the next_cursor of the previous page"
 
 
@@ -42,13 +42,6 @@ class Paged(NamedTuple):
     next_cursor: str | None    # None on the last page
 
 
-def _row_id(text: str) -> int:
-    value = int(text)
-    if abs(value) > MAX_ROW_ID:
-        raise ValueError(text)
-    return value
-
-
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -68,7 +61,7 @@ class Keyset:
     @classmethod
     def by_id(cls, column: sa.Column) -> Keyset:
         """By the row id; the cursor is the id as text."""
-        return cls((column,), lambda row: str(row.id), lambda text: (_row_id(text),))
+        return cls((column,), lambda row: str(row.id), lambda text: (row_id(text),))
 
     @classmethod
     def by_time_and_id(cls, at: sa.Column, row_id: sa.Column) -> Keyset:
@@ -78,7 +71,7 @@ class Keyset:
 
         def decode(text: str) -> tuple:
             when, _, number = _unb64(text).partition("|")
-            return datetime.fromisoformat(when), _row_id(number)
+            return datetime.fromisoformat(when), row_id(number)
 
         return cls((at, row_id), encode, decode)
 
