@@ -43,7 +43,7 @@ class RedactingFilter(logging.Filter):
 
 _configured = False
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{1,64}\Z")  # \Z: `$` would take a final "\n"
 
 
 class JsonFormatter(logging.Formatter):

@@ -327,6 +327,23 @@ def test_checkpoint_shapes_on_create_then_solve(sim, kind, expected) -> None:
     assert again.status_code == 400
 
 
+@pytest.mark.parametrize("code", ["\u0661\u0662\u0663\u0664\u0665\u0666", "(+33)\u0660\u0666\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668"])
+def test_checkpoint_codes_are_ascii_digits_to_the_end(sim, code) -> None:
+    """A code of Arabic-Indic digits (`\\d` took them) is no OTP, and no phone number to chain on."""
+    kind = "PHONE_REGISTER" if code.startswith("(") else "OTP"
+    register(sim, f"AQEDAR-cp-ascii-{kind}", "8009", [f"checkpoint:{kind}"])
+    account_id = api(sim, "POST", "/accounts", json=body(f"AQEDAR-cp-ascii-{kind}")).json()["account_id"]
+    r = api(sim, "POST", "/accounts/checkpoint", json={"account_id": account_id, "provider": "LINKEDIN", "code": code})
+    assert r.status_code == 401 and r.json()["type"] == "errors/invalid_checkpoint_solution", r.text
+
+
+@pytest.mark.parametrize("params", [{"limit": "\u0661\u0662"}, {"limit": "2\n"}, {"limit": " 2"},
+                                    {"cursor": "2aE"}])  # base64url of "١" (int() takes it)
+def test_list_paging_takes_ascii_integers_only(sim, params) -> None:
+    r = api(sim, "GET", "/accounts", params=params)
+    assert r.status_code == 400 and r.json()["type"] == "errors/invalid_parameters", r.text
+
+
 def test_checkpoint_on_reconnect_solves_to_account_reconnected(sim) -> None:
     register(sim, "AQEDAR-rc-old", "9009")
     account_id = create(sim, "AQEDAR-rc-old")
@@ -482,6 +499,8 @@ def hosted_body(account_id: str, **extra) -> dict:
     ({"reconnect_account": "unknownAccount00000000"}, 404, "errors/resource_not_found"),
     ({"type": "create", "reconnect_account": None}, 400, "errors/missing_parameters"),  # providers
     ({"surprise": True}, 400, "errors/invalid_parameters"),
+    ({"expiresOn": expires() + "\n"}, 400, "errors/invalid_parameters"),  # `$` took a final newline
+    ({"expiresOn": "\u0662\u0660\u0663\u0660" + expires()[4:]}, 400, "errors/invalid_parameters"),  # \d: any digits
 ])
 def test_hosted_link_validation(sim, change, status, error_type) -> None:
     account_id = create(sim, "AQEDAR-hosted-v")

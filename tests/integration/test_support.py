@@ -536,7 +536,7 @@ def test_notifications_pages_and_api(console, op, viewer) -> None:
     assert by_id[retrying][0] == "pending" and "ConnectError" in by_id[retrying][1]
     assert '<td class="num">3</td>' in by_id[retrying][1] and "<time" in by_id[retrying][1]
     assert by_id[dead][0] == "failed" and "HTTP 500" in by_id[dead][1] and '<td class="num">500</td>' in by_id[dead][1]
-    assert f'{user} / 8351 · <a href="/support/links/{lid}">link #{lid}</a>' in by_id[ok][1]
+    assert f'<bdi>{user}</bdi> / <bdi>8351</bdi> · <a href="/support/links/{lid}">link #{lid}</a>' in by_id[ok][1]
     assert by_id[ok][0] == "delivered" and '<td class="num">204</td>' in by_id[ok][1]
     # filters and keyset pagination, page and JSON alike
     failed = op.get("/support/notifications?status=failed").text

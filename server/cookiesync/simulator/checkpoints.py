@@ -16,7 +16,7 @@ from cookiesync.simulator.transport import API
 from cookiesync.simulator.webhooks import fire_later
 
 CHECKPOINT_PROVIDERS = ("LINKEDIN", "INSTAGRAM", "TWITTER", "MESSENGER")
-PHONE = re.compile(r"^\(\+\d{1,4}\)\d{4,15}$")
+PHONE = re.compile(r"^\(\+[0-9]{1,4}\)[0-9]{4,15}\Z")  # [0-9], \Z: \d takes any script's digits, $ a final "\n"
 
 
 def _pending(sim: SimState, body: dict) -> Account | Response:
@@ -56,7 +56,7 @@ async def solve_checkpoint(request: Request) -> Response:
             cp.body = {"type": "OTP"}  # a code is then sent to that phone: checkpoints chain
             return jresp({"object": "Checkpoint", "account_id": account.id, "checkpoint": cp.body}, 202)
         solved = code != "000000" and (
-            re.fullmatch(r"\d{6}", code) is not None
+            re.fullmatch(r"[0-9]{6}", code) is not None
             or (kind == "CONTRACT_CHOOSER" and code in {o["id"] for o in CONTRACT_OPTIONS})
             or (kind == "CAPTCHA" and len(code) >= 6))
         if not solved:

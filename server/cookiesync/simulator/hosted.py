@@ -17,7 +17,8 @@ from cookiesync.simulator.state import Account, HostedLink, SimState, iso_now, n
 from cookiesync.simulator.transport import API
 from cookiesync.simulator.webhooks import fire_account_status, post_json
 
-EXPIRES_ON = re.compile(r"^[1-2]\d{3}-[0-1]\d-[0-3]\dT\d{2}:\d{2}:\d{2}.\d{3}Z$")  # verbatim from contract §7
+# the contract's (§7), with ASCII digits and \Z: \d takes any script's digits and $ a final "\n"
+EXPIRES_ON = re.compile(r"^[1-2][0-9]{3}-[0-1][0-9]-[0-3][0-9]T[0-9]{2}:[0-9]{2}:[0-9]{2}.[0-9]{3}Z\Z")
 HOSTED_FIELDS = {"type", "api_url", "expiresOn", "providers", "reconnect_account", "name", "success_redirect_url",
                  "failure_redirect_url", "notify_url", "disabled_features", "sync_limit", "bypass_success_screen"}
 HOSTED_PROVIDERS = {"LINKEDIN", "WHATSAPP", "INSTAGRAM", "MESSENGER", "TELEGRAM", "GOOGLE", "OUTLOOK", "MAIL",

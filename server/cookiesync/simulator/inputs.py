@@ -4,6 +4,7 @@ paging of list endpoints (contract §4)."""
 from __future__ import annotations
 
 import base64
+import re
 import urllib.parse
 from typing import Any
 
@@ -72,10 +73,17 @@ def check_url(value: Any, name: str) -> None:
 
 
 # --- paging: the cursor is the next offset, base64url without padding ----------------------------
+def _integer(text: str) -> int:
+    """`int()` of ASCII digits only: `int()` itself also takes "١٢", " 5" and "5\n"."""
+    if not re.fullmatch(r"-?[0-9]{1,9}", text):
+        raise ValueError(text)
+    return int(text)
+
+
 def read_cursor(params: Any) -> tuple[int, int]:
     raw_limit = params.get("limit")
     try:
-        limit = int(raw_limit) if raw_limit is not None else 100
+        limit = _integer(raw_limit) if raw_limit is not None else 100
     except ValueError:
         raise BadRequest("invalid_parameters", "limit must be an integer.") from None
     if limit > 250:
@@ -85,7 +93,7 @@ def read_cursor(params: Any) -> tuple[int, int]:
     offset = 0
     if cursor := params.get("cursor"):
         try:
-            offset = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+            offset = _integer(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("invalid_parameters", "cursor is not valid.") from None
     return offset, limit

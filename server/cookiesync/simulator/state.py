@@ -69,7 +69,7 @@ STATUS_MESSAGES: dict[str, str | None] = {
 }
 CONTRACT_OPTIONS = [{"id": "sim-contract-1", "name": "Recruiter Lite (simulated)"},
                     {"id": "sim-contract-2", "name": "Recruiter Corporate (simulated)"}]
-_GENERIC_ERROR = re.compile(r"^error:(\d{3}):([a-z_]+)$")
+_GENERIC_ERROR = re.compile(r"^error:([0-9]{3}):([a-z_]+)\Z")
 
 
 class OutcomeError(ValueError):

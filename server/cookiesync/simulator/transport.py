@@ -18,8 +18,8 @@ from cookiesync.simulator.state import SimState, iso_now
 
 API = "/api/v1"
 MISSING_CREDENTIALS = {"status": 401, "type": "errors/missing_credentials", "title": "Missing credentials"}
-AUTH_PATH = re.compile(r"^/api/v1/accounts(?:/(?!checkpoint/?$)[^/]+)?/?$")
-ACCOUNT_IN_PATH = re.compile(r"^/api/v1/accounts/(?!checkpoint(?:/|$))([^/]+)")
+AUTH_PATH = re.compile(r"^/api/v1/accounts(?:/(?!checkpoint/?\Z)[^/]+)?/?\Z")
+ACCOUNT_IN_PATH = re.compile(r"^/api/v1/accounts/(?!checkpoint(?:/|\Z))([^/]+)")
 
 
 def _account_in(path: str, body: Any, query: str) -> str | None:

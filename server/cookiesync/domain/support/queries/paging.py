@@ -64,7 +64,7 @@ class Keyset:
         return cls((column,), lambda row: str(row.id), lambda text: (row_id(text),))
 
     @classmethod
-    def by_time_and_id(cls, at: sa.Column, row_id: sa.Column) -> Keyset:
+    def by_time_and_id(cls, at: sa.Column, id_column: sa.Column) -> Keyset:
         """By a timestamp, ties broken by the id; the cursor is both, base64url (opaque to callers)."""
         def encode(row: Any) -> str:
             return _b64(f"{getattr(row, at.key).astimezone(timezone.utc).isoformat()}|{row.id}")
@@ -73,7 +73,7 @@ class Keyset:
             when, _, number = _unb64(text).partition("|")
             return datetime.fromisoformat(when), row_id(number)
 
-        return cls((at, row_id), encode, decode)
+        return cls((at, id_column), encode, decode)
 
     def decode_cursor(self, cursor: str) -> tuple:
         try:
