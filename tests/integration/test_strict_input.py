@@ -154,6 +154,16 @@ def test_console_action_reason(svc, world, name) -> None:
     refused(api, "reason")
 
 
+@pytest.mark.parametrize("name", BAD_TEXT)
+def test_console_login_email(svc, world, name) -> None:
+    """The sign-in form's email is looked up and keyed in the failure counts: NUL failed there."""
+    anon = httpx.Client(base_url=svc.url, timeout=30, headers={"X-Forwarded-For": "198.51.100.19"})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', anon.get("/support/login").text).group(1)
+    r = anon.post("/support/login", data={"email": f"op@example.com{BAD_TEXT[name]}x", "password": "wrong",
+                                          "csrf_token": csrf, "next": "/support/"})
+    refused(r, "email")
+
+
 # --- ids ------------------------------------------------------------------------------------------
 API_ID_ROUTES = {
     "outbox": ("GET", "/v1/support/outbox/{}", "outbox_id"),
