@@ -4,9 +4,10 @@ console's forms and cursors (by hand, with `row_id` and `refused_text`).
 
 Row ids. Every id column is `sa.Integer` (db/schema.py), a 32-bit integer on PostgreSQL: a bigger
 number fails in the driver (asyncpg's int32 check, sqlite3's OverflowError past 2^63), so it is
-refused at the door. `RowId` is the typed parameter: msgspec turns the text into an int only from
-ASCII digits (Python's `int()` also takes "١٢", " 1", "1\n"), and the bounds refuse 0, negatives
-and anything past the column. A route declares the segment `{name:str}` so that Litestar's router
+refused at the door. `row_id_in` makes the typed parameter (`PathRowId` for a path segment):
+msgspec turns the text into an int from ASCII digits only (Python's `int()` also takes "١٢", " 1"
+and "1\n"; msgspec does take "1e3" and "1.0", the same in-range integers), and the bounds refuse 0,
+negatives and anything past the column. A route declares the segment `{name:str}` so that Litestar's router
 does not run `int()` on it first. Out-of-range and malformed ids are 400 naming the parameter; an
 in-range id that names no row is the handler's 404.
 

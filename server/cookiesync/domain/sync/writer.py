@@ -161,9 +161,9 @@ async def write_alone(rt: ServerContext, job: NewCookie) -> CookieResult:
                 return await _write_in(rt, conn, job)
         except (IntegrityError, _LinkGone):
             # Two first syncs for one member raced, the other one creating the link: the next try
-            # finds it. Or the user was erased (or the device revoked, on another instance) since
-            # this device was admitted from memory: the new link's user_id breaks its foreign key,
-            # or the link went under the update. Retrying cannot help that one: it is a gone device.
+            # finds it. Or the user was erased (by another instance, or between this device's
+            # admission from memory and now): the new link's user_id breaks its foreign key, or the
+            # link went under the update. No retry helps then; the device is gone (401, not 500).
             pass
         async with reader(rt.engine) as conn:
             if (await conn.execute(DEVICE_LIVE, {"device_id": job.device.id})).first() is None:
