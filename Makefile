@@ -3,14 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Installs come from uv.lock, exactly: uv (pinned, bootstrapped into .tools/ with the machine's pip) syncs
-# .venv to the lock's versions and hashes. --frozen never re-resolves; --inexact keeps what another target
+# .venv to the lock's versions and hashes. --locked never re-resolves and stops when pyproject.toml changed
+# without `make lock`; --inexact keeps what another target
 # added (make run after make test keeps the test tools). `make lock` re-resolves after a pyproject change.
 UV_VERSION := 0.13.9
 UV     := .tools/uv-$(UV_VERSION)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
-SYNC   := $(UV) sync --frozen --inexact --quiet
+SYNC   := $(UV) sync --locked --inexact --quiet
 
 .PHONY: run test test-python test-node venv venv-run lock chromium wrk extension bench probe docs clean
 
