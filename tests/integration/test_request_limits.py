@@ -61,8 +61,8 @@ def served(tmp_path_factory):
 
 
 def status_of(sock: socket.socket) -> str:
-    """The status code of the answer on `sock`, or "closed" if the server ended the connection
-    without one (or reset it while the client was still sending)."""
+    """The status code of the answer on `sock`, "closed" if the server ended the connection without
+    one (or reset it while the client was still sending), "no answer" if it did neither in time."""
     data = b""
     try:
         while b"\r\n" not in data:
@@ -70,6 +70,8 @@ def status_of(sock: socket.socket) -> str:
             if not chunk:
                 break
             data += chunk
+    except TimeoutError:  # the socket's own timeout: the server neither answered nor closed
+        return "no answer"
     except (ConnectionError, OSError):
         pass
     parts = data.split(b"\r\n", 1)[0].split()
