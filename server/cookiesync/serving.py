@@ -102,26 +102,27 @@ if CoalescingHttpToolsProtocol is not None:
     class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         """`CoalescingHttpToolsProtocol` whose requests keep to `RequestLimits`.
 
-        Head bytes are counted before the parser sees them: while a head is open, the parser is
-        fed at most what is left of `max_header_bytes`, and a head still open when that is used up
-        is answered 431 and the connection closed, so the excess is never read into memory. The
-        parser's callbacks count too, the fields and their bytes as it hands them over: a head that
-        starts in the middle of a read (after a pipelined request) is counted in bytes from the next
-        read on, but its fields hold it to the same limit. A head must be complete `header_timeout_s` after its first byte (after the
-        connection opened, for the first one), a body `body_timeout_s` after its head: else 408
-        and close. The timers are only armed when a read ends with the request incomplete, so a
-        request that arrives in one read costs none. uvicorn's keep-alive timeout between
-        requests is unchanged.
+        Head bytes are counted before the parser sees them: outside a body, the parser is fed at
+        most what is left of `max_header_bytes`, and a head still open when that is used up is
+        answered 431 and the connection closed, so the excess is never read into memory. Where a
+        head starts in the middle of a read (after a pipelined request), the parser cannot say
+        where: its bytes are counted from the next read on (at most one read's worth more is held),
+        and the head is measured when complete. The fields are counted when the head is complete:
+        within the byte bound they cannot cost much. A head must be complete `header_timeout_s`
+        after the read that brought its first byte (after the connection opened, for the first
+        one), a body `body_timeout_s` after the read that completed its head: else 408 and close.
+        The timers are armed only when a read ends with a request incomplete, so a request that
+        arrives in one read costs none. uvicorn's keep-alive timeout between requests is unchanged.
         """
 
         def __init__(self, *args, limits: RequestLimits, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             self.limits = limits
-            self._head_bytes: int | None = 0  # bytes of the open head; None while a body is read
-            self._fields = 0
-            self._field_bytes = 0
-            self._head_started: float | None = None
-            self._body_started = 0.0
+            self._head_bytes = 0        # read outside a body since the last message ended
+            self._head_open = False     # the parser is inside a head
+            self._in_body = False       # ... inside a body
+            self._ended_in_read = False  # a message ended in the read being parsed
+            self._mid_read = False      # the open head started after it, in the same read
             self._head_timer: asyncio.TimerHandle | None = None
             self._body_timer: asyncio.TimerHandle | None = None
             self._refused = False
@@ -129,9 +130,7 @@ if CoalescingHttpToolsProtocol is not None:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             # a connection that never sends a whole head is timed like a head that trickles
-            self._head_started = self.loop.time()
-            self._head_timer = self.loop.call_at(self._head_started + self.limits.header_timeout_s,
-                                                 self._head_timed_out)
+            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_timers()
@@ -141,35 +140,39 @@ if CoalescingHttpToolsProtocol is not None:
             if self._refused:
                 return
             self._unset_keepalive_if_required()
-            view = memoryview(data)  # slices without copying; httptools reads memoryviews
-            while view and not self._refused:
-                if self._head_bytes is None:  # a body: its own limit is the app's (max_body_bytes)
-                    piece, view = view, view[:0]
-                else:
-                    room = self.limits.max_header_bytes - self._head_bytes
-                    if room <= 0:
-                        self._refuse_head(431, "Request Header Fields Too Large")
-                        return
-                    if self._head_started is None:
-                        self._head_started = self.loop.time()
-                    piece, view = view[:room], view[room:]
-                    self._head_bytes += len(piece)
-                if not self._feed(piece):
+            self._ended_in_read = False
+            limit = self.limits.max_header_bytes
+            if self._in_body or self._head_bytes + len(data) <= limit:  # all of it may be parsed at once
+                if not self._in_body:
+                    self._head_bytes += len(data)
+                if not self._feed(data):
                     return
+            else:
+                view = memoryview(data)  # slices without copying; httptools reads memoryviews
+                while view:
+                    if self._in_body:  # a body: its own bound is the app's (max_body_bytes)
+                        piece, view = view, view[:0]
+                    else:
+                        room = limit - self._head_bytes
+                        if room <= 0:
+                            self._refuse_head(431, "Request Header Fields Too Large")
+                            return
+                        piece, view = view[:room], view[room:]
+                        self._head_bytes += len(piece)
+                    if not self._feed(piece):
+                        return
             if self._refused or self.transport.is_closing():
                 return
-            if self._head_bytes is None:
+            if self._in_body:
                 if self._body_timer is None:
-                    self._body_timer = self.loop.call_at(self._body_started + self.limits.body_timeout_s,
-                                                         self._body_timed_out)
-            elif self._head_bytes and self._head_timer is None:
-                self._head_timer = self.loop.call_at(self._head_started + self.limits.header_timeout_s,
-                                                     self._head_timed_out)
+                    self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+            elif self._head_open and self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
 
-        def _feed(self, piece: memoryview) -> bool:
-            """uvicorn's `data_received` for one piece, and 431 for too many fields. False: stop."""
+        def _feed(self, data) -> bool:
+            """uvicorn's `data_received` for one piece, and 431 for a head too large. False: stop."""
             try:
-                self.parser.feed_data(piece)
+                self.parser.feed_data(data)
             except httptools.HttpParserCallbackError as exc:
                 if isinstance(exc.__context__, _HeadTooLarge):
                     self._refuse_head(431, "Request Header Fields Too Large")
@@ -196,43 +199,40 @@ if CoalescingHttpToolsProtocol is not None:
         # parser callbacks: where a head or a body begins and ends
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._fields = self._field_bytes = 0
-
-        def on_url(self, url: bytes) -> None:
-            self._field_bytes += len(url)
-            if self._field_bytes > self.limits.max_header_bytes:
-                raise _HeadTooLarge
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._fields += 1
-            self._field_bytes += len(name) + len(value) + 4  # ": " and CRLF
-            if self._fields > self.limits.max_header_fields or self._field_bytes > self.limits.max_header_bytes:
-                raise _HeadTooLarge
-            super().on_header(name, value)
+            self._head_open = True
+            self._mid_read = self._ended_in_read
 
         def on_headers_complete(self) -> None:
-            self._head_bytes = None
-            self._head_started = None
+            if len(self.headers) > self.limits.max_header_fields or (
+                    self._mid_read and self._parsed_head_bytes() > self.limits.max_header_bytes):
+                raise _HeadTooLarge
+            self._head_open = False
+            self._in_body = True
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-            self._body_started = self.loop.time()
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
+            self._in_body = False
             self._head_bytes = 0
+            self._ended_in_read = True
             if self._body_timer is not None:
                 self._body_timer.cancel()
                 self._body_timer = None
             super().on_message_complete()
+
+        def _parsed_head_bytes(self) -> int:
+            """The head as parsed: its URL and fields, each with its ": " and CRLF, a little less
+            than it was on the wire (the method, the version, spaces around values)."""
+            return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
         # refusals
         def _head_timed_out(self) -> None:
             self._head_timer = None
             if self.transport.is_closing():
                 return
-            if not self._head_bytes:  # nothing of a request came: close, as an idle connection
+            if not self._head_open:  # nothing of a request came: close, as an idle connection
                 self._refused = True
                 self.transport.close()
             else:

@@ -160,6 +160,12 @@ def test_keep_alive_and_bodies_within_the_limits_are_unchanged(served) -> None:
             assert client.get("/healthz").status_code == 200
         r = client.post("/v1/extension/pair", json={"pairing_code": "WRONG-1", "extension_version": "1.0"})
         assert r.status_code in (400, 404)
+    # a body that comes in the same reads as its head is the body's to bound (413), not the head's
+    big = b'{"pairing_code": "' + b"x" * 100_000 + b'", "extension_version": "1.0"}'
+    with socket.create_connection(("127.0.0.1", served.port), timeout=15) as sock:
+        sock.sendall(b"POST /v1/extension/pair HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(big) + big)
+        assert status_of(sock) == "413"
 
 
 def test_several_workers_keep_the_limits(tmp_path, simulator) -> None:
