@@ -110,8 +110,9 @@ if CoalescingHttpToolsProtocol is not None:
         and the head is measured when complete. The fields are counted when the head is complete:
         within the byte bound they cannot cost much. A head must be complete `header_timeout_s`
         after the read that brought its first byte (after the connection opened, for the first
-        one), a body `body_timeout_s` after the read that completed its head: else 408 and close.
-        The timers are armed only when a read ends with a request incomplete, so a request that
+        one), a body `body_timeout_s` after the read that completed its head: else 408 and close;
+        a timer that ends while the wait is the server's (reading paused for the app, the client
+        waiting for our 100 Continue) starts again. The timers are armed only when a read ends with a request incomplete, so a request that
         arrives in one read costs none. uvicorn's keep-alive timeout between requests is unchanged.
         """
 
@@ -231,6 +232,9 @@ if CoalescingHttpToolsProtocol is not None:
         def _head_timed_out(self) -> None:
             self._head_timer = None
             if self.transport.is_closing():
+                return
+            if self.flow.read_paused:  # pipelined requests wait for the app: the wait is the server's
+                self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
                 return
             if not self._head_open:  # nothing of a request came: close, as an idle connection
                 self._refused = True
