@@ -86,7 +86,7 @@ def cmd_serve(args) -> None:
     else:
         lines.append(f"  support console:  {s.base_url}/support/")
     print("\n".join(lines) + "\n", flush=True)
-    common = dict(host=s.host, port=s.port, timeout_graceful_shutdown=20, **uvicorn_options())
+    common = dict(host=s.host, port=s.port, timeout_graceful_shutdown=20, **uvicorn_options(s))  # every worker too
     if s.workers > 1:
         # each worker builds its app from the same environment (secrets were written above)
         os.environ[PREFIX + "PORT"] = str(s.port)

@@ -154,6 +154,17 @@ class Settings(msgspec.Struct, kw_only=True):
         "made on another instance is seen within this."))] = 60.0
     max_body_bytes: Annotated[int, msgspec.Meta(description=(
         "Largest request body in bytes; larger ones are answered 413."))] = 16384
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, description=(
+        "Largest request head in bytes (request line and header fields); a larger one is answered 431 "
+        "and its connection closed, without reading the rest."))] = 16384
+    max_header_fields: Annotated[int, msgspec.Meta(ge=10, description=(
+        "Most header fields in one request; more are answered 431."))] = 100
+    header_timeout_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds a request's head may take to arrive, from its first byte (for a new connection, from "
+        "connecting); slower ones are answered 408 and closed."))] = 10.0
+    body_timeout_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds a request's body may take to arrive after its head; slower ones are answered 408 and "
+        "closed."))] = 30.0
     encryption_keys: Annotated[str, msgspec.Meta(description=(
         "Cookie key ring, comma-separated `kid:base64(32 bytes)` entries, newest first "
         "(`cookiesync keys rotate` re-encrypts under the newest). Local mode: generated."),
