@@ -9,7 +9,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.di import Provide
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.exceptions import InternalServerException, NotAuthorizedException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -77,8 +77,17 @@ async def metrics(rt: RT, request: Request) -> Response[bytes]:
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+# Litestar's words when the client went away before its body was all read (it left, or the
+# server's body_timeout_s cut it off): the client's doing, not a server fault, and an attacker
+# could otherwise buy one logged traceback per slow connection.
+CLIENT_GONE = "client disconnected prematurely"
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     """Log it (the redaction filter applies), answer Litestar's JSON shape, never a trace."""
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_GONE:
+        log.info("%s %s: the client left before its body was read", request.method, request.url.path)
+        return Response({"status_code": 400, "detail": "the request's body did not arrive"}, status_code=400)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
 
