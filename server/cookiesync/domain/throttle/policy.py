@@ -14,9 +14,9 @@ Two rules:
 - ``Window(limit, window)``: at most ``limit`` attempts reserved in a fixed window that starts at
   the first one. Pairing per address (10 per 10 minutes) and staff sign-in per address, across
   all accounts (the ceiling on an address that sprays many accounts).
-- ``Backoff(free, max_delay, forget_after)``: the first ``free`` attempts go at once; from then on,
-  after the n-th attempt the next one must wait 2**(n - free + 1) seconds (2, 4, 8, ...), capped
-  at ``max_delay``; the key is forgotten ``forget_after`` its last attempt. Staff sign-in per
+- ``Backoff(free, max_delay, forget_after, first_delay)``: the first ``free`` attempts go at once;
+  from then on, after the n-th attempt the next one must wait first_delay * 2**(n - free) (2, 4,
+  8, ... seconds), capped at ``max_delay``; the key is forgotten ``forget_after`` its last attempt. Staff sign-in per
   (account, address): it slows a guesser on that address without refusing the owner anywhere
   else, and never for longer than ``max_delay``.
 """
@@ -70,13 +70,14 @@ class Backoff:
     free: int = 5
     max_delay: timedelta = timedelta(minutes=15)
     forget_after: timedelta = timedelta(hours=24)
+    first_delay: timedelta = timedelta(seconds=2)   # after the free ones; doubled at each further one
 
     def delay_after(self, attempts: int) -> timedelta:
         """How long the next attempt waits once `attempts` are reserved."""
         if attempts < self.free:
             return timedelta(0)
         # capped before the power grows: a long-running guesser must not overflow timedelta
-        return min(self.max_delay, timedelta(seconds=2 ** min(attempts - self.free + 1, 40)))
+        return min(self.max_delay, self.first_delay * 2 ** min(attempts - self.free, 40))
 
     def decide(self, state: State | None, now: datetime) -> Decision:
         state = _live(state, now)
