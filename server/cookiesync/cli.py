@@ -202,6 +202,13 @@ def cmd_staff_disable(args) -> None:
     print(f"disabled {n} staff account(s)")
 
 
+def cmd_staff_unlock(args) -> None:
+    from cookiesync.domain.support.staff import unlock_staff
+
+    n = asyncio.run(unlock_staff(_settings(), args.email))
+    print(f"cleared the sign-in delays of {args.email} from {n} address(es)")
+
+
 # --- settings documentation ----------------------------------------------------
 def cmd_settings_docs(args) -> None:
     from pathlib import Path
@@ -266,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     sd = st.add_parser("disable", help="disable a staff member")
     sd.add_argument("email")
     sd.set_defaults(fn=cmd_staff_disable)
+    su = st.add_parser("unlock", help="clear a staff member's sign-in delays, from every address")
+    su.add_argument("email")
+    su.set_defaults(fn=cmd_staff_unlock)
 
     sdoc = sub.add_parser("settings-docs", help="write the README's settings table and the env example "
                           "from the Settings fields")

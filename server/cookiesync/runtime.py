@@ -78,7 +78,6 @@ class Runtime:
     link_cache: TTLCache[tuple[str, str], CachedLink] = field(init=False)  # (user, member) -> link
     api_key_cache: TTLCache[str, str] = field(init=False)         # key hash -> actor ("" for refused)
     sync_limiter: RateLimiter = field(init=False)                 # syncs per device
-    pair_limiter: RateLimiter = field(init=False)                 # failed pairings per address
     bulk_sql: BulkSQL = field(init=False)
     trusted_proxies: list = field(init=False)
     policy_config: policy.Config = field(init=False)
@@ -92,7 +91,6 @@ class Runtime:
         self.link_cache = TTLCache(s.link_cache_ttl_s)
         self.api_key_cache = TTLCache(s.token_cache_ttl_s)
         self.sync_limiter = RateLimiter(limit=120, window_s=60)
-        self.pair_limiter = RateLimiter(limit=10, window_s=600)
         self.bulk_sql = BulkSQL(self.engine.dialect.name)
         # parsed once: the sync hot path asks for it on every request
         self.trusted_proxies = s.trusted_proxy_networks
@@ -102,7 +100,7 @@ class Runtime:
     def memory(self) -> dict[str, int]:
         """How many entries each cache and limiter holds (benchmarks, diagnostics)."""
         return {name: len(getattr(self, name)) for name in (
-            "device_cache", "unknown_tokens", "link_cache", "api_key_cache", "sync_limiter", "pair_limiter")}
+            "device_cache", "unknown_tokens", "link_cache", "api_key_cache", "sync_limiter")}
 
     def spawn(self, coro) -> asyncio.Task:
         """Fire-and-forget work that must not be garbage collected mid-flight."""
