@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cookiesync.apidocs import schema as apidocs
 from cookiesync.apidocs.ui import LocalSwaggerUI
 from cookiesync.db.engine import current_revision, head_revision
+from cookiesync.domain.email.rendering import EmailTemplates
 from cookiesync.domain.integrator.controllers import IntegratorController
 from cookiesync.domain.reconnect.controllers import ReconnectController
 from cookiesync.domain.support.api import SupportAPI
@@ -100,6 +101,7 @@ def app_from_env() -> Litestar:
 def create_app(settings: Settings, *, start_background: bool = True) -> Litestar:
     settings = ensure_local_secrets(settings, say=log.warning)
     configure_logging(settings.log_level, settings.effective_log_format)
+    emails = EmailTemplates(settings)  # the operator's templates: checked now, before anything serves
     provide_runtime = RuntimeProvider()
     route_handlers: list = [ExtensionController, IntegratorController, WebhookController, ReconnectController,
                             healthz, readyz, metrics, SupportPages, SupportAPI]
@@ -115,7 +117,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
 
     @asynccontextmanager
     async def lifespan(app: Litestar):
-        async with open_runtime(settings, start_background=start_background) as rt:
+        async with open_runtime(settings, start_background=start_background, emails=emails) as rt:
             app.state.rt = rt
             provide_runtime.rt = rt
             if settings.unipile_simulated:

@@ -53,9 +53,14 @@ def cmd_serve(args) -> None:
 
     from cookiesync.app import create_app
     from cookiesync.db.engine import migrate
+    from cookiesync.domain.email.rendering import EmailTemplates
     from cookiesync.serving import uvicorn_options
 
     s = _settings()
+    try:  # an override's unknown variable or syntax error: refused now, not when an email is written
+        EmailTemplates(s)
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
     if args.host:
         s = msgspec.structs.replace(s, host=args.host)
     if args.port:

@@ -26,6 +26,7 @@ from cookiesync.db.bulk import BulkSQL
 from cookiesync.db.engine import make_engine
 from cookiesync.db.hot import HotReads, HotWrites
 from cookiesync.domain.email.outbox import Mailer
+from cookiesync.domain.email.rendering import EmailTemplates
 from cookiesync.domain.notifications.services import Notifier
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import AttemptRunner, policy_config
@@ -68,6 +69,7 @@ class Runtime:
     toucher: Toucher = field(init=False)
     revocations: RevocationWatcher = field(init=False)
     runner: AttemptRunner = field(init=False)
+    emails: EmailTemplates = field(init=False)     # what users read: the brand, the email templates
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
     scheduler: Scheduler = field(init=False)
@@ -143,9 +145,11 @@ def unipile_client(settings: Settings, metrics: Metrics) -> UnipileClient:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, start_background: bool = True) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, start_background: bool = True,
+                       emails: EmailTemplates | None = None) -> AsyncIterator[Runtime]:
     """The runtime with every part made, and its loops started unless `start_background` is
-    False (tests that drive the parts themselves); every part closed on the way out."""
+    False (tests that drive the parts themselves); every part closed on the way out. `emails`:
+    the templates `create_app` already checked (made here otherwise)."""
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database)
         stack.push_async_callback(engine.dispose)
@@ -173,7 +177,8 @@ async def open_runtime(settings: Settings, *, start_background: bool = True) -> 
 
         rt.notifier = Notifier(rt)
         stack.push_async_callback(rt.notifier.aclose)
-        rt.mailer = Mailer(settings, engine, rt.instance_id, rt.reconnect_signer)
+        rt.emails = emails or EmailTemplates(settings)
+        rt.mailer = Mailer(settings, engine, rt.instance_id, rt.reconnect_signer, rt.emails)
         stack.push_async_callback(rt.cancel_background)  # after every loop below has stopped
 
         rt.revocations = RevocationWatcher(engine, rt.device_cache, poll_s=max(0.2, settings.token_cache_ttl_s / 2))

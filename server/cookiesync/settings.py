@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import difflib
+import email.utils
 import fcntl
 import ipaddress
 import logging
 import os
 import secrets
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Callable, Literal, Mapping
 
@@ -90,7 +92,24 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_tls: Annotated[Literal["none", "starttls", "tls"], msgspec.Meta(description=(
         "`none`, `starttls` (upgrade a plain connection) or `tls` (TLS from the start, usually port 465)."))] = "none"
     email_from: Annotated[str, msgspec.Meta(description=(
-        "`From:` address of user emails."))] = "cookiesync <noreply@localhost>"
+        "`From:` address of user emails, `addr` or `Name <addr>`; without a name, "
+        "`COOKIESYNC_PRODUCT_NAME` is the sender's name."))] = "noreply@localhost"
+    product_name: Annotated[str, msgspec.Meta(description=(
+        "The name your users know your product by, as the emails and reconnect pages say it "
+        "(\"disconnected from Acme\"). Production refuses to start without it once `COOKIESYNC_SMTP_HOST` "
+        "is set. Unset: \"the app you connected LinkedIn to\"."))] = ""
+    support_contact: Annotated[str, msgspec.Meta(description=(
+        "Where your users get help, shown in every email and reconnect page: an email address or an "
+        "`http(s)://` URL. Unset: no help line."))] = ""
+    logo_url: Annotated[str, msgspec.Meta(description=(
+        "`https://` URL of your logo (shown about 32 px high) atop the HTML emails and the reconnect pages. "
+        "Unset: no logo."))] = ""
+    app_url: Annotated[str, msgspec.Meta(description=(
+        "`http(s)://` URL of your own app, linked from every email and reconnect page. Unset: no link."))] = ""
+    email_templates_dir: Annotated[str, msgspec.Meta(description=(
+        "Folder whose `subject.txt`, `reconnect.txt` and `reconnect.html` replace the built-in email "
+        "templates, file by file (Jinja2; variables in README, Emails to your users). Each is rendered "
+        "once at start: an unknown variable or a syntax error refuses to start. Unset: the built-in ones."))] = ""
 
     retry_interval_s: Annotated[float, msgspec.Meta(description=(
         "Seconds between scheduled reconnect attempts of a disconnected account."))] = 3600.0
@@ -210,6 +229,13 @@ class Settings(msgspec.Struct, kw_only=True):
                 f"{PREFIX}ATTEMPT_LEASE_S ({self.attempt_lease_s:g}) must be at least "
                 f"{PREFIX}UNIPILE_TIMEOUT_S ({self.unipile_timeout_s:g}) + 1 s: a lease that ends "
                 "during a Unipile call lets another worker start the same attempt again")
+        # What end users are shown, checked here so a bad value stops the start, naming its variable.
+        _check_url("SUPPORT_CONTACT", self.support_contact, ("http", "https"), or_email=True)
+        _check_url("LOGO_URL", self.logo_url, ("https",))  # http: mixed content, and mail clients block it
+        _check_url("APP_URL", self.app_url, ("http", "https"))
+        _check_email("EMAIL_FROM", self.email_from)
+        if self.email_templates_dir and not Path(self.email_templates_dir).is_dir():
+            raise SettingsError(f"{PREFIX}EMAIL_TEMPLATES_DIR: {self.email_templates_dir!r} is not a folder")
 
     @property
     def smtp_enabled(self) -> bool:
@@ -252,6 +278,26 @@ class Settings(msgspec.Struct, kw_only=True):
         return settings
 
 
+def _check_url(name: str, value: str, schemes: tuple[str, ...], or_email: bool = False) -> None:
+    """Unset, or a URL of one of `schemes` with a host (or, with `or_email`, an email address)."""
+    if not value or (or_email and "://" not in value and _is_email(value)):
+        return
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in schemes or not url.hostname or any(c.isspace() or c in '<>"' for c in value):
+        wanted = " or ".join(f"`{s}://`" for s in schemes) + " URL" + (" or an email address" if or_email else "")
+        raise SettingsError(f"{PREFIX}{name}: {value!r} is not an {wanted}")
+
+
+def _check_email(name: str, value: str) -> None:
+    if not _is_email(email.utils.parseaddr(value)[1]):
+        raise SettingsError(f"{PREFIX}{name}: {value!r} is not an email address (`addr` or `Name <addr>`)")
+
+
+def _is_email(addr: str) -> bool:
+    local, _, domain = addr.rpartition("@")
+    return bool(local and domain) and not any(c.isspace() or c in '<>",;:' for c in addr)
+
+
 def unknown_variables(env: Mapping[str, str]) -> str:
     """The `COOKIESYNC_*` variables of `env` that name no setting, each with the closest setting, or
     "" if there are none. Names only: the value of a misspelled secret must not reach the log. An
@@ -289,6 +335,10 @@ def ensure_local_secrets(settings: Settings, say=print) -> Settings:
             missing.append(PREFIX + "DATABASE_URL")
         if missing:
             raise SettingsError("production mode needs these settings: " + ", ".join(missing))
+        if settings.smtp_enabled and not settings.product_name:
+            # emails to real people in nobody's name read as phishing
+            raise SettingsError(f"{PREFIX}PRODUCT_NAME: production mode emails your users ({PREFIX}SMTP_HOST "
+                                "is set) and needs the name they know your product by")
         return settings
 
     wanted = {name: make for name, make in needed.items() if not getattr(settings, name)}
