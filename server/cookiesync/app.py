@@ -61,6 +61,9 @@ async def readyz(rt: RT) -> Response[Health]:
     if current != head_revision():
         return Response(Health("unavailable", f"migrations not current ({current} != {head_revision()})"),
                         status_code=503)
+    problem = await rt.readiness.problem()
+    if problem is not None:
+        return Response(Health("unavailable", problem), status_code=503)
     return Response(Health("ok"))
 
 

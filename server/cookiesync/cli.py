@@ -23,9 +23,11 @@ def _settings() -> Settings:
 # --- migrate / serve -------------------------------------------------------
 def cmd_migrate(args) -> None:
     from cookiesync.db.engine import migrate
+    from cookiesync.readiness import start_faults
 
     s = _settings()
-    migrate(s.database)
+    with start_faults(s):
+        migrate(s.database)
     print(f"database is at the newest schema ({_safe_url(s.database)})")
 
 
@@ -54,6 +56,7 @@ def cmd_serve(args) -> None:
     from cookiesync.app import create_app
     from cookiesync.db.engine import migrate
     from cookiesync.domain.email.rendering import EmailTemplates
+    from cookiesync.readiness import check_at_start, start_faults
     from cookiesync.serving import uvicorn_options
 
     s = _settings()
@@ -67,7 +70,10 @@ def cmd_serve(args) -> None:
         s = msgspec.structs.replace(s, port=args.port)
     if args.workers:
         s = msgspec.structs.replace(s, workers=args.workers)
-    migrate(s.database)
+    with start_faults(s):
+        migrate(s.database)
+        check_at_start(s)
+        demo = asyncio.run(_demo(s)) if s.mode == "local" else None
     lines = [
         "",
         "cookiesync is starting",
@@ -78,8 +84,8 @@ def cmd_serve(args) -> None:
         f"  Unipile:          {'SIMULATED at ' + s.base_url + '/unipile-sim' if s.unipile_simulated else s.unipile_dsn}",
         f"  email:            {'SMTP ' + s.smtp_host if s.smtp_enabled else 'kept in the outbox (no SMTP configured)'}",
     ]
-    if s.mode == "local":
-        user_id, key, code, staff_password = asyncio.run(_demo(s))
+    if demo is not None:
+        user_id, key, code, staff_password = demo
         lines += [
             "  demo (local mode only):",
             f"    user id:        {user_id}",

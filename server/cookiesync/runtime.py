@@ -37,6 +37,7 @@ from cookiesync.domain.sync.touches import Toucher
 from cookiesync.domain.sync.writer import CookieWrites
 from cookiesync.domain.sync.writer_process import WriterProcess
 from cookiesync.metrics import Metrics
+from cookiesync.readiness import Readiness
 from cookiesync.scheduler.sweep import Scheduler
 from cookiesync.security import KeyRing, Signer
 from cookiesync.settings import Settings
@@ -73,6 +74,7 @@ class Runtime:
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
     scheduler: Scheduler = field(init=False)
+    readiness: Readiness = field(init=False)        # what /readyz answers
 
     # This instance's memory, each by name (none is looked up by a string).
     device_cache: TTLCache[str, Device] = field(init=False)       # token hash -> device
@@ -159,6 +161,8 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
         rt = Runtime(settings=settings, engine=engine, keyring=KeyRing(settings.encryption_keys), unipile=unipile,
                      metrics=metrics)
 
+        rt.readiness = Readiness(settings)
+        stack.push_async_callback(rt.readiness.close)
         rt.reads = HotReads(engine)
         await rt.reads.start()
         stack.push_async_callback(rt.reads.close)

@@ -18,6 +18,8 @@ from typing import Annotated, Callable, Literal, Mapping
 
 import msgspec
 
+from cookiesync.security import KeyRingError, parse_key_ring
+
 PREFIX = "COOKIESYNC_"
 SIMULATED = "simulated"
 
@@ -43,6 +45,13 @@ class SettingsError(ValueError):
 SECRET = {"secret": True}
 REQUIRED = {"required_in_production": True}
 REQUIRED_SECRET = SECRET | REQUIRED
+
+# The shortest secrets production takes, in characters (what a length can tell; the README says how
+# to make them random). The signing secret is an HMAC-SHA256 key, and anyone holding one reconnect
+# link can test guesses of it offline: 43 characters carry its full 256 bits as URL-safe base64
+# (`secrets.token_urlsafe(32)`). The webhook and hosted-auth secrets are only compared, one guess a
+# request: 32 characters, 192 bits as URL-safe base64 (`token_urlsafe(24)`, what local mode makes).
+MIN_SECRET_CHARS = {"signing_secret": 43, "webhook_secret": 32, "hosted_auth_secret": 32}
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -76,13 +85,15 @@ class Settings(msgspec.Struct, kw_only=True):
     unipile_timeout_s: Annotated[float, msgspec.Meta(description=(
         "Seconds one Unipile call may take in all, from connecting to the last byte."))] = 20.0
     webhook_secret: Annotated[str, msgspec.Meta(description=(
-        "Value of the secret header Unipile sends on account-status webhooks. "
+        "Value of the secret header Unipile sends on account-status webhooks. Production: at least 32 "
+        "characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`. "
         "Local mode: generated."), extra=REQUIRED_SECRET)] = ""
     webhook_header: Annotated[str, msgspec.Meta(description=(
         "Name of the header that carries `COOKIESYNC_WEBHOOK_SECRET`."))] = "Unipile-Auth"
     hosted_auth_secret: Annotated[str, msgspec.Meta(description=(
         "Secret in the query of the hosted-auth `notify_url`, so only Unipile can report a finished "
-        "reconnect. Local mode: generated."), extra=REQUIRED_SECRET)] = ""
+        "reconnect. Production: at least 32 characters, made as for `COOKIESYNC_WEBHOOK_SECRET`. "
+        "Local mode: generated."), extra=REQUIRED_SECRET)] = ""
 
     smtp_host: Annotated[str, msgspec.Meta(description=(
         "SMTP server for user emails. Unset: emails stay in the outbox, where staff can read them."))] = ""
@@ -186,10 +197,12 @@ class Settings(msgspec.Struct, kw_only=True):
         "closed."))] = 30.0
     encryption_keys: Annotated[str, msgspec.Meta(description=(
         "Cookie key ring, comma-separated `kid:base64(32 bytes)` entries, newest first "
-        "(`cookiesync keys rotate` re-encrypts under the newest). Local mode: generated."),
+        "(`cookiesync keys rotate` re-encrypts under the newest), checked when the settings are read. "
+        "Local mode: generated."),
         extra=REQUIRED_SECRET)] = ""
     signing_secret: Annotated[str, msgspec.Meta(description=(
-        "Signs reconnect links and staff CSRF tokens, keys cookie fingerprints. Local mode: generated."),
+        "Signs reconnect links and staff CSRF tokens, keys cookie fingerprints. Production: at least 43 "
+        "characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`. Local mode: generated."),
         extra=REQUIRED_SECRET)] = ""
     log_level: Annotated[str, msgspec.Meta(description=(
         "Log level of the `cookiesync` loggers: `DEBUG`, `INFO`, `WARNING` or `ERROR`."))] = "INFO"
@@ -236,6 +249,17 @@ class Settings(msgspec.Struct, kw_only=True):
         _check_email("EMAIL_FROM", self.email_from)
         if self.email_templates_dir and not Path(self.email_templates_dir).is_dir():
             raise SettingsError(f"{PREFIX}EMAIL_TEMPLATES_DIR: {self.email_templates_dir!r} is not a folder")
+        if self.encryption_keys:
+            try:
+                parse_key_ring(self.encryption_keys)
+            except KeyRingError as exc:
+                raise SettingsError(f"{PREFIX}ENCRYPTION_KEYS: {exc}") from None
+        if self.mode == "production":
+            for name, least in MIN_SECRET_CHARS.items():
+                if 0 < len(getattr(self, name)) < least:  # unset: reported with the other missing ones
+                    raise SettingsError(f"{PREFIX}{name.upper()} is shorter than {least} characters; "
+                                        f"make one with: python -c 'import secrets; "
+                                        f"print(secrets.token_urlsafe({least * 3 // 4}))'")
 
     @property
     def smtp_enabled(self) -> bool:
@@ -342,12 +366,30 @@ def ensure_local_secrets(settings: Settings, say=print) -> Settings:
         return settings
 
     wanted = {name: make for name, make in needed.items() if not getattr(settings, name)}
+    if wanted:
+        refuse_lost_secrets(settings)
     stored, created = local_secrets(settings.data_dir, wanted)
     if created:
         say(f"local mode: created secrets in {Path(settings.data_dir) / 'secrets.json'} (owner-only); "
             f"set {PREFIX}* variables in production")
     updates = {name: stored[name] for name in wanted}
     return msgspec.structs.replace(settings, **updates) if updates else settings
+
+
+def refuse_lost_secrets(settings: Settings) -> None:
+    """Local mode would make new secrets for a data folder whose SQLite database remains without its
+    secrets.json: every stored cookie (encrypted under the lost key) and the demo API key would be
+    lost, silently. Refused instead. A first start writes secrets.json before the database exists,
+    so a database found first, then no secrets file, is a folder that lost it."""
+    url = settings.database
+    db = Path(url.split("///", 1)[-1]) if url.startswith("sqlite") and "///" in url else None
+    if db is None or not db.is_file() or db.stat().st_size == 0:
+        return
+    path = Path(settings.data_dir) / "secrets.json"
+    if not path.exists():
+        raise SettingsError(
+            f"{path} is missing, but the database {db} made with it is still there (its cookies are encrypted "
+            f"with the lost keys): restore secrets.json from a backup, or move {db.name} away to start afresh")
 
 
 def local_secrets(data_dir: str, wanted: Mapping[str, Callable[[], str]]) -> tuple[dict[str, str], bool]:

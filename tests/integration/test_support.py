@@ -300,8 +300,8 @@ def test_production_mode_sets_secure_host_cookies(tmp_path) -> None:
     from cookiesync.security import new_key_entry
 
     svc = start_console(tmp_path, mode="production", database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
-                        encryption_keys=new_key_entry("k1"), signing_secret="s" * 40, webhook_secret="w" * 30,
-                        hosted_auth_secret="h" * 30)
+                        encryption_keys=new_key_entry("k1"), signing_secret="s" * 43, webhook_secret="w" * 32,
+                        hosted_auth_secret="h" * 32)
     try:
         client = StaffClient(svc)
         page = client.get("/support/login")
