@@ -268,11 +268,16 @@ async def simulator_control(svc: Service) -> Row:
         without = await ask({})
         with_token = await ask({"X-Sim-Token": token}) if token else []
     answers = without + with_token
+    # the connect did reach the simulator: its accounts show the cookie's fingerprint
+    from cookiesync.simulator.redact import fingerprint
+
+    seen = any(fingerprint(cookie) in r.text for r in with_token)
     leaked = sorted({name for r in answers for name, value in [("cookie", cookie), *secrets.items()]
                      if isinstance(value, str) and len(value) >= 8 and value in r.text})
     return Row("the simulator's control API after a connect, without then with its token", len(answers),
                f"without: {_count(r.status_code for r in without)}; "
                f"with: {_count(r.status_code for r in with_token) if with_token else 'no token in secrets.json'}; "
+               f"cookie's fingerprint shown: {'yes' if seen else 'no'}; "
                f"secrets or cookie in answers: {', '.join(leaked) or 'none'}",
                "401 without, 200 with, nothing leaked",
                all(r.status_code == 401 for r in without) and bool(with_token)
