@@ -224,7 +224,7 @@ def test_no_cookie_or_secret_in_any_control_answer_after_a_real_sync(tmp_path) -
         svc.server.stop()
 
 
-def test_call_and_delivery_logs_stay_bounded(sim) -> None:
+def test_call_and_delivery_logs_stay_bounded() -> None:
     small = create_simulator_app(SimulatorConfig(api_key=KEY, control_token=TOKEN, calls_max=5, deliveries_max=3))
     with ServerThread(small) as srv:
         control = httpx.Client(base_url=srv.url, headers={"X-Sim-Token": TOKEN}, timeout=10)
