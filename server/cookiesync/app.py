@@ -25,7 +25,7 @@ from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import metrics_access
-from cookiesync.runtime import RT, SIM_API_KEY, SIM_MOUNT, Runtime, open_runtime, unipile_target
+from cookiesync.runtime import RT, SIM_MOUNT, Runtime, open_runtime, sim_control_token, unipile_target
 from cookiesync.settings import Settings, ensure_local_secrets
 
 log = logging.getLogger("cookiesync")
@@ -112,7 +112,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         from cookiesync.simulator.app import SimulatorConfig, create_simulator_app, simulator_mount
 
         sim = create_simulator_app(SimulatorConfig(
-            api_key=settings.unipile_api_key or SIM_API_KEY, public_url=settings.base_url + SIM_MOUNT,
+            api_key=settings.unipile_api_key, control_token=sim_control_token(settings),
+            public_url=settings.base_url + SIM_MOUNT,
             webhook_url=settings.base_url + "/v1/webhooks/unipile/account-status",
             webhook_header=settings.webhook_header, webhook_secret=settings.webhook_secret,
         ))

@@ -94,6 +94,12 @@ def cmd_serve(args) -> None:
             f"    try:            curl -H 'Authorization: Bearer {key}' {s.base_url}/v1/users/{user_id}/accounts",
             f"    support console: {s.base_url}/support/  (admin@localhost.test / {staff_password})",
         ]
+        if s.unipile_simulated:
+            # printed, never logged: a local banner for the person who started it
+            from cookiesync.runtime import SIM_CONTROL_TOKEN, SIM_MOUNT, sim_control_token
+
+            lines.append(f"    simulator control: {s.base_url}{SIM_MOUNT}/_sim/  (header X-Sim-Token: "
+                         f"{sim_control_token(s)}; {SIM_CONTROL_TOKEN} in {os.path.join(s.data_dir, 'secrets.json')})")
     else:
         lines.append(f"  support console:  {s.base_url}/support/")
     print("\n".join(lines) + "\n", flush=True)
@@ -133,12 +139,16 @@ def cmd_simulate(args) -> None:
     from cookiesync.simulator.app import SimulatorConfig, run_simulator
 
     public = f"http://{args.host}:{args.port}"
-    print(f"Unipile simulator (SIMULATED) on {public}  DSN for cookiesync: {public}  API key: {args.api_key}",
-          flush=True)
-    run_simulator(args.host, args.port, SimulatorConfig(
-        api_key=args.api_key, public_url=public, webhook_url=args.webhook_url,
+    config = SimulatorConfig(
+        public_url=public, webhook_url=args.webhook_url,
         webhook_header=os.environ.get(PREFIX + "WEBHOOK_HEADER", "Unipile-Auth"),
-        webhook_secret=os.environ.get(PREFIX + "WEBHOOK_SECRET") or None))
+        webhook_secret=os.environ.get(PREFIX + "WEBHOOK_SECRET") or None)
+    # random unless given: no two simulators share a key
+    config.api_key = args.api_key or config.api_key
+    config.control_token = args.control_token or config.control_token
+    print(f"Unipile simulator (SIMULATED) on {public}  DSN for cookiesync: {public}  API key: {config.api_key}  "
+          f"control API: {public}/_sim/ (header X-Sim-Token: {config.control_token})", flush=True)
+    run_simulator(args.host, args.port, config)
 
 
 # --- unipile webhook registration ----------------------------------------------
@@ -261,7 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     sim = sub.add_parser("simulate", help="run the bundled Unipile simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--api-key", default="sim-api-key")
+    sim.add_argument("--api-key", help="its Unipile API key (default: random, printed)")
+    sim.add_argument("--control-token", help="the token of its /_sim control API (default: random, printed)")
     sim.add_argument("--webhook-url")
     sim.set_defaults(fn=cmd_simulate)
 

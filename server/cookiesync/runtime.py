@@ -40,7 +40,7 @@ from cookiesync.metrics import Metrics
 from cookiesync.readiness import Readiness
 from cookiesync.scheduler.sweep import Scheduler
 from cookiesync.security import KeyRing, Signer
-from cookiesync.settings import Settings
+from cookiesync.settings import Settings, local_secrets
 from cookiesync.unipile.client import UnipileClient
 
 log = logging.getLogger("cookiesync")
@@ -124,7 +124,16 @@ class Runtime:
 
 
 SIM_MOUNT = "/unipile-sim"  # where the app mounts the simulator when Unipile is simulated
-SIM_API_KEY = "sim-api-key"
+# The mounted simulator's control token (its X-Sim-Token), by this name in the local secrets file;
+# its Unipile API key is COOKIESYNC_UNIPILE_API_KEY, which local mode generates there too.
+SIM_CONTROL_TOKEN = "unipile_sim_control_token"
+
+
+def sim_control_token(settings: Settings) -> str:
+    """The mounted simulator's control token: made once into the local secrets file (a test that
+    wants its own writes it there first)."""
+    stored, _created = local_secrets(settings.data_dir, {SIM_CONTROL_TOKEN: lambda: secrets.token_urlsafe(32)})
+    return stored[SIM_CONTROL_TOKEN]
 
 
 # How a handler (or a dependency) asks for the app's runtime: `rt: RT`, injected by name from the
@@ -135,7 +144,7 @@ RT = NamedDependency[Runtime]
 def unipile_target(settings: Settings) -> tuple[str, str]:
     """Unipile's address and API key: the mounted simulator's when Unipile is simulated."""
     if settings.unipile_simulated:
-        return settings.base_url + SIM_MOUNT, settings.unipile_api_key or SIM_API_KEY
+        return settings.base_url + SIM_MOUNT, settings.unipile_api_key
     return settings.unipile_dsn, settings.unipile_api_key
 
 

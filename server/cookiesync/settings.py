@@ -81,7 +81,8 @@ class Settings(msgspec.Struct, kw_only=True):
         "Unipile base URL, e.g. `https://api8.unipile.com:13851` (`/api/v1` is appended). "
         "Unset or `simulated`: the bundled Unipile simulator (SIMULATED)."), extra=REQUIRED)] = ""
     unipile_api_key: Annotated[str, msgspec.Meta(description=(
-        "Unipile access token, sent as `X-API-KEY`."), extra=REQUIRED_SECRET)] = ""
+        "Unipile access token, sent as `X-API-KEY`. Local mode with the bundled simulator: generated "
+        "(the simulator's own key)."), extra=REQUIRED_SECRET)] = ""
     unipile_timeout_s: Annotated[float, msgspec.Meta(description=(
         "Seconds one Unipile call may take in all, from connecting to the last byte."))] = 20.0
     webhook_secret: Annotated[str, msgspec.Meta(description=(
@@ -366,6 +367,9 @@ def ensure_local_secrets(settings: Settings, say=print) -> Settings:
         return settings
 
     wanted = {name: make for name, make in needed.items() if not getattr(settings, name)}
+    if settings.unipile_simulated and not settings.unipile_api_key:
+        # the bundled simulator's Unipile API key: one per data folder, not a constant all share
+        wanted["unipile_api_key"] = lambda: secrets.token_urlsafe(24)
     if wanted:
         refuse_lost_secrets(settings)
     stored, created = local_secrets(settings.data_dir, wanted)
