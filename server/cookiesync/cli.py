@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import os
 import sys
+from typing import Callable
 
 import msgspec
 import sqlalchemy as sa
@@ -13,9 +14,14 @@ import sqlalchemy as sa
 from cookiesync.settings import PREFIX, Settings, SettingsError, ensure_local_secrets, local_secrets
 
 
-def _settings() -> Settings:
+def _settings(check: Callable[[Settings], object] | None = None) -> Settings:
+    """The settings from the environment, with local mode's secrets filled in. `check` runs first,
+    so a configuration it refuses leaves the data folder untouched (no secrets.json made for it)."""
     try:
-        return ensure_local_secrets(Settings.from_env(), say=lambda m: print(m, file=sys.stderr))
+        settings = Settings.from_env()
+        if check is not None:
+            check(settings)
+        return ensure_local_secrets(settings, say=lambda m: print(m, file=sys.stderr))
     except SettingsError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
 
@@ -59,11 +65,8 @@ def cmd_serve(args) -> None:
     from cookiesync.readiness import check_at_start, start_faults
     from cookiesync.serving import uvicorn_options
 
-    s = _settings()
-    try:  # an override's unknown variable or syntax error: refused now, not when an email is written
-        EmailTemplates(s)
-    except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
+    # an override's unknown variable or syntax error: refused now, not when an email is written
+    s = _settings(check=EmailTemplates)
     if args.host:
         s = msgspec.structs.replace(s, host=args.host)
     if args.port:
