@@ -2,20 +2,36 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Installs come from uv.lock, exactly: uv (pinned, bootstrapped into .tools/ with the machine's pip) syncs
+# .venv to the lock's versions and hashes. --locked never re-resolves and stops when pyproject.toml changed
+# without `make lock`; --inexact keeps what another target
+# added (make run after make test keeps the test tools). `make lock` re-resolves after a pyproject change.
+UV_VERSION := 0.13.9
+UV     := .tools/uv-$(UV_VERSION)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+SYNC   := $(UV) sync --locked --inexact --quiet
 
-.PHONY: run test test-python test-node venv chromium extension bench probe docs clean
+.PHONY: run test test-python test-node venv venv-run lock chromium wrk extension bench probe docs clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+$(UV):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv-$(UV_VERSION) uv==$(UV_VERSION)
 
-venv: $(STAMP)
+# What running needs, nothing more.
+venv-run: $(UV)
+	$(SYNC)
+
+# What the tests need on top.
+venv: $(UV)
+	$(SYNC) --extra test
+
+## Re-resolve uv.lock after changing pyproject.toml's dependencies (commit both).
+lock: $(UV)
+	$(UV) lock
 
 ## Start the service on its embedded defaults (SQLite, simulated Unipile, emails kept in the outbox).
-run: venv
+run: venv-run
 	$(BIN)/cookiesync serve
 
 ## Install what the tests need (Python packages, Debian's chromium) and run them all.
@@ -39,13 +55,21 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium missing and apt-get unavailable: browser tests will skip (they fail under CI=true)"; fi
 
+# Debian's wrk for the benchmarks' load, the same way.
+wrk:
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's wrk with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	else echo "wrk missing and apt-get unavailable: install it to run make bench" >&2; exit 1; fi
+
 ## Zip the extension for the Chrome Web Store (version from manifest.json).
 extension:
 	sh extension/package.sh
 
 ## Benchmarks (see README): prints a table of ratios measured side by side.
-bench: venv
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+bench: $(UV) wrk
+	$(SYNC) --extra test --extra bench
 	$(BIN)/python -m benchmarks.run
 
 ## The outside probe of #18 replayed on a fresh local instance: one row a step, PASS or MISS.
@@ -57,4 +81,4 @@ docs: venv
 	$(BIN)/cookiesync settings-docs
 
 clean:
-	rm -rf $(VENV) data dist artifacts
+	rm -rf $(VENV) .tools data dist artifacts

@@ -23,6 +23,7 @@ EXPECTED = {
     ("put", "/v1/users/{user_id}"): (INTEGRATOR, {400, 401, 413}),
     ("delete", "/v1/users/{user_id}"): (INTEGRATOR, {400, 401, 404}),
     ("get", "/v1/users/{user_id}/accounts"): (INTEGRATOR, {400, 401, 404}),
+    ("get", "/v1/users/{user_id}/export"): (INTEGRATOR, {400, 401, 404}),
     ("post", "/v1/users/{user_id}/pairing-codes"): (INTEGRATOR, {400, 401, 404}),
     ("post", "/v1/webhooks/unipile/account-status"): ([{"webhookSecret": []}], {400, 401, 413}),
     ("post", "/v1/webhooks/unipile/hosted-auth"): ([{"hostedAuthSecret": []}], {400, 401, 413}),

@@ -11,8 +11,9 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from cookiesync.domain.integrator import services
-from cookiesync.domain.integrator.schemas import USER_ID_PATTERN, AccountsOut, EraseOut, PairingCodeOut, UserIn, \
-    UserOut
+from cookiesync.domain.integrator.export import export_user
+from cookiesync.domain.integrator.schemas import USER_ID_PATTERN, AccountsOut, EraseOut, PairingCodeOut, UserExport, \
+    UserIn, UserOut
 from cookiesync.http import bearer_token
 from cookiesync.runtime import RT
 from cookiesync.validation import one_value_each
@@ -55,6 +56,16 @@ class IntegratorController(Controller):
     @get("/{user_id:str}/accounts", summary="The user's LinkedIn links and their status")
     async def accounts(self, user_id: UserId, rt: RT, actor: Actor) -> AccountsOut:
         return await services.list_accounts(rt, user_id)
+
+    @get("/{user_id:str}/export", summary="Everything held on the user, as one JSON document",
+         description="The user's fields, devices, links with their incidents, emails sent (subject, date, "
+                     "status), notifications, pairing codes and history. Never a cookie, token, key or "
+                     "reconnect link.")
+    async def export(self, user_id: UserId, rt: RT, actor: Actor) -> UserExport:
+        out = await export_user(rt, user_id, actor)
+        if out is None:
+            raise services.NoSuchUser(f"no user {user_id!r}")
+        return out
 
     @delete("/{user_id:str}", status_code=200, summary="Erase the user: cookies, devices, links, history")
     async def erase(self, user_id: UserId, rt: RT, actor: Actor, delete_in_unipile: bool = False) -> EraseOut:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -55,3 +55,89 @@ class EraseOut(msgspec.Struct):
     devices: int
     events: int
     unipile_accounts_deleted: list[str]
+
+
+# --- the user's export (GET /v1/users/{user_id}/export) -------------------------------------
+class ExportDevice(msgspec.Struct):
+    device_id: str
+    extension_version: str | None
+    created_at: datetime
+    last_seen_at: datetime | None
+    last_ip: str | None
+    revoked_at: datetime | None
+
+
+class ExportIncident(msgspec.Struct):
+    incident_id: int
+    kind: str
+    opened_at: datetime
+    closed_at: datetime | None
+    outcome: str | None
+    attempts: int
+
+
+class ExportLink(msgspec.Struct):
+    link_id: int
+    plain_id: str
+    status: str
+    auto_connect: bool
+    hold_reason: str | None
+    unipile_account_id: str | None
+    user_agent: str | None
+    client_ip: str | None
+    date_last_cookie: datetime | None
+    last_attempt_at: datetime | None
+    last_error: str | None
+    checkpoint_type: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    incidents: list[ExportIncident]
+
+
+class ExportEmail(msgspec.Struct):
+    email_id: int
+    kind: str
+    link_id: int | None
+    to: str | None
+    subject: str
+    status: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class ExportNotification(msgspec.Struct):
+    notification_id: int
+    event_type: str
+    link_id: int | None
+    payload: Any
+    status: str
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class ExportPairingCode(msgspec.Struct):
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+class ExportEvent(msgspec.Struct):
+    event_id: int
+    at: datetime
+    link_id: int | None
+    kind: str
+    actor: str | None
+    data: Any
+
+
+class UserExport(msgspec.Struct):
+    """Everything held on one user. Never a cookie, token, key, proxy password or reconnect link."""
+    exported_at: datetime
+    user: UserOut
+    devices: list[ExportDevice]
+    links: list[ExportLink]
+    emails: list[ExportEmail]
+    notifications: list[ExportNotification]
+    pairing_codes: list[ExportPairingCode]
+    history: list[ExportEvent]
