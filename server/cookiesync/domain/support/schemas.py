@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from cookiesync.domain.retention.status import PruneStatus
+
 
 class Me(msgspec.Struct):
     principal: str            # "staff:<email>" or "apikey:<name>"
@@ -61,6 +63,7 @@ class Overview(msgspec.Struct):
     outbox_by_status: dict[str, int]
     sweep: SweepStatus
     attempts_per_hour: list[HourBucket]
+    retention: PruneStatus | None = None  # the last prune and the table sizes (domain/retention)
 
 
 class IncidentNow(msgspec.Struct):
