@@ -137,8 +137,8 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
     removed = result.get("removed", {}).get("events", 0)
     deleted_right = old1 == 0 and removed == old0 and recent1 >= recent0
     ratio = during["sync"] / without["sync"]
-    ok = (during["sync"] / during["bare"] >= goal and ratio >= goal and deleted_right and not result.get("error")
-          and not during["errors"])
+    # the ingest row's goal, applied to the ingest with the prune against the ingest without it
+    ok = ratio >= goal and deleted_right and not result.get("error") and not during["errors"]
     value = (f"{ratio:.2f} ({during['sync']:,.0f} req/s during the prune / {without['sync']:,.0f} without; "
              f"sync/bare during it {during['sync'] / during['bare']:.2f}, without {without['sync'] / without['bare']:.2f}; "
              f"prune removed {removed:,} of {old0:,} old rows in {result.get('seconds', 0):.1f} s at "
@@ -149,7 +149,7 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
         without=without, during=during, result=result, old_before=old0, old_after=old1, recent_before=recent0,
         recent_after=recent1)
     return [row_cls(kind, f"prune of {n:,} old events while the sync ingest runs ({label}): req/s with/without",
-                    value, f"≥ {goal:.2f}, all old rows deleted", ok)]
+                    value, f"≥ {goal:.2f} (the ingest row's), all old rows deleted, no recent one", ok)]
 
 
 # --- the steady state ------------------------------------------------------------------------

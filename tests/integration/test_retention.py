@@ -319,6 +319,11 @@ def test_only_the_leader_prunes_and_the_console_and_metrics_show_it(database_url
                                                  "csrf_token": token, "next": "/support/"})
         assert r.status_code == 303, r.text
         page = browser.get("/support/").text
+
+        async def blanked(conn):
+            return (await conn.execute(sa.select(outbox.c.id).where(outbox.c.dedupe_key == "d1"))).scalar_one()
+        email_page = browser.get(f"/support/outbox/{first.db(blanked)}").text
+    assert 'id="email-bodies-pruned"' in email_page and "subject 1" in email_page
     assert 'id="card-retention"' in page and 'id="prune-removed"' in page and "events 11" in page
     assert '<tr data-table="events"><td>events</td>' in page
 
