@@ -586,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixes", default="", help="only the ingest mixes with these changed shares, e.g. 1.0 or 0,0.1")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
+    p.add_argument("--steady-links", type=int, default=0,
+                   help="links of the retention steady state (default: 1,000,000; --quick 10,000)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups (servers, databases)
     cfg = QUICK if args.quick else FULL
@@ -602,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         args.console = "console" in parts
     else:
         args.console = True
+    if args.steady_links and cfg.steady_links:
+        cfg = dataclasses.replace(cfg, steady_links=args.steady_links)
     if args.mixes:
         shares = {float(x) for x in args.mixes.split(",")}
         cfg = dataclasses.replace(cfg, mixes=tuple(m for m in cfg.mixes if m[1] in shares),

@@ -151,11 +151,16 @@ class Pruner:
             log.warning("prune stopped: another instance holds it now")
             return {}
         duration = time.perf_counter() - t0
+        from cookiesync.domain.retention.status import recorded_sizes, table_sizes
+
+        async with reader(rt.engine) as conn:  # kept for the console on SQLite, which has no cheap estimate
+            sizes = recorded_sizes(await table_sizes(conn)) if conn.dialect.name == "sqlite" else []
         finished = utcnow()
         async with rt.engine.begin() as conn:
             await conn.execute(leases.update().where(leases.c.name == PRUNE, leases.c.owner == rt.instance_id)
                                .values(until=finished, last_run_at=finished, last_duration_ms=int(duration * 1000),
-                                       last_result={"started_at": started.isoformat(), "removed": removed}))
+                                       last_result={"started_at": started.isoformat(), "removed": removed,
+                                                    "tables": sizes}))
         rt.metrics.prune_runs.inc()
         log.info("prune done in %.1f s: removed %s", duration, removed)
         return removed

@@ -1,9 +1,10 @@
 """What the console's overview and `/metrics` show of retention: the last prune, and table sizes.
 
 Sizes stay cheap on a large database: PostgreSQL's planner estimate (`pg_class.reltuples`, kept by
-autovacuum's ANALYZE) and `pg_total_relation_size`, read from the catalogue, never a count of a big
-table; a table the estimate does not cover yet (never analysed) and smaller than `EXACT_BELOW_BYTES`
-is counted. SQLite has no such estimate: its (small, local) tables are counted.
+autovacuum's ANALYZE) and `pg_total_relation_size`, read from the catalogue at each look, never a
+count of a big table; a table the estimate does not cover yet (never analysed) and smaller than
+`EXACT_BELOW_BYTES` is counted. SQLite keeps no such estimate: its tables are counted once, at the end
+of each prune, and recorded with it (`sizes_at`), so no page load or scrape counts a million rows.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class PruneStatus(msgspec.Struct):
     running: bool                         # an instance holds the prune now
     owner: str | None
     tables: list[TableSize]
+    sizes_at: datetime | None = None      # when `tables` was read: now (PostgreSQL), the last prune's end (SQLite)
 
 
 async def table_sizes(conn) -> list[TableSize]:
@@ -62,14 +64,24 @@ async def table_sizes(conn) -> list[TableSize]:
             for name in TABLES]
 
 
+def recorded_sizes(sizes: list[TableSize]) -> list:
+    """The sizes as the prune's record keeps them (JSON)."""
+    return msgspec.to_builtins(sizes)
+
+
 async def prune_status(conn, now: datetime) -> PruneStatus:
     row = (await conn.execute(sa.select(leases).where(leases.c.name == PRUNE))).first()
     result = (row.last_result if row is not None else None) or {}
+    if conn.dialect.name == "postgresql":
+        tables, sizes_at = await table_sizes(conn), now
+    else:
+        tables = msgspec.convert(result.get("tables") or [], list[TableSize])
+        sizes_at = row.last_run_at if tables else None
     return PruneStatus(
         last_run_at=row.last_run_at if row else None, last_started_at=result.get("started_at"),
         last_duration_ms=row.last_duration_ms if row else None, removed=result.get("removed") or {},
         running=bool(row is not None and row.until > now), owner=row.owner if row else None,
-        tables=await table_sizes(conn))
+        tables=tables, sizes_at=sizes_at)
 
 
 def set_gauges(metrics, status: PruneStatus) -> None:
