@@ -220,7 +220,7 @@ def main() -> None:
     # Same server set-up as `cookiesync serve` (cookiesync.serving): uvicorn, one worker,
     # uvloop + httptools with head and body in one write, access log off (log_level=warning).
     # COOKIESYNC_BENCH_PLAIN_UVICORN=1: uvicorn's own protocol, for comparison.
-    options = uvicorn_options()
+    options = uvicorn_options(settings)
     if os.environ.get("COOKIESYNC_BENCH_PLAIN_UVICORN"):
         options.pop("http", None)
     uvicorn.run(build(settings), host="127.0.0.1", port=args.port, timeout_graceful_shutdown=5, **options)

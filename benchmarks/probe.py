@@ -244,25 +244,44 @@ SIM_GETS = ["config", "stats", "calls", "accounts", "hosted-links", "webhook-del
 
 
 async def simulator_control(svc: Service) -> Row:
-    """The embedded simulator's control API, asked without its token after a real connect."""
+    """The embedded simulator's control API after a real connect: asked without its token (each
+    should be 401), then with the token from the local secrets file (each 200); no answer may carry
+    the cookie or any local secret."""
     h = {"Authorization": f"Bearer {svc.banner['key']}"}
     cookie = "AQEDAR" + "probe" * 12
     secrets = json.loads((svc.data / "secrets.json").read_text())
+    token = secrets.get("unipile_sim_control_token", "")
     async with httpx.AsyncClient(base_url=svc.base, timeout=30) as c:
         r = await c.post(f"/v1/users/{svc.banner['user']}/pairing-codes", headers=h)
-        token = (await c.post("/v1/extension/pair", json={"pairing_code": r.json()["code"], "extension_version": "1.0"})
-                 ).json()["device_token"]
-        await c.post("/v1/extension/sync", headers={"Authorization": f"Bearer {token}"},
+        device = (await c.post("/v1/extension/pair", json={"pairing_code": r.json()["code"], "extension_version": "1.0"})
+                  ).json()["device_token"]
+        await c.post("/v1/extension/sync", headers={"Authorization": f"Bearer {device}"},
                      json={"li_at": cookie, "li_a": None, "user_agent": "Mozilla/5.0 (X11; Linux x86_64) probe",
                            "plain_id": "777000222", "extension_version": "1.0"})
-        answers = [await c.get(f"/unipile-sim/_sim/{name}") for name in SIM_GETS]
-        answers.append(await c.post("/unipile-sim/_sim/config", json={}))
+        await asyncio.sleep(1.0)  # the connect runs after the answer
+
+        async def ask(headers: dict[str, str]) -> list[httpx.Response]:
+            answers = [await c.get(f"/unipile-sim/_sim/{name}", headers=headers) for name in SIM_GETS]
+            answers.append(await c.post("/unipile-sim/_sim/config", json={}, headers=headers))
+            return answers
+
+        without = await ask({})
+        with_token = await ask({"X-Sim-Token": token}) if token else []
+    answers = without + with_token
+    # the connect did reach the simulator: its accounts show the cookie's fingerprint
+    from cookiesync.simulator.redact import fingerprint
+
+    seen = any(fingerprint(cookie) in r.text for r in with_token)
     leaked = sorted({name for r in answers for name, value in [("cookie", cookie), *secrets.items()]
                      if isinstance(value, str) and len(value) >= 8 and value in r.text})
-    statuses = [r.status_code for r in answers]
-    return Row("the simulator's control API without its token, after a connect", len(answers),
-               f"{_count(statuses)}; secrets or cookie in answers: {', '.join(leaked) or 'none'}",
-               "401 for each, nothing leaked", all(s == 401 for s in statuses) and not leaked)
+    return Row("the simulator's control API after a connect, without then with its token", len(answers),
+               f"without: {_count(r.status_code for r in without)}; "
+               f"with: {_count(r.status_code for r in with_token) if with_token else 'no token in secrets.json'}; "
+               f"cookie's fingerprint shown: {'yes' if seen else 'no'}; "
+               f"secrets or cookie in answers: {', '.join(leaked) or 'none'}",
+               "401 without, 200 with, nothing leaked",
+               all(r.status_code == 401 for r in without) and bool(with_token)
+               and all(r.status_code == 200 for r in with_token) and not leaked)
 
 
 async def data_folder_removed(svc: Service) -> Row:

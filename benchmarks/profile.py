@@ -55,14 +55,12 @@ def summarize(raw: Path, top: int, focus: str) -> str:
 
 def _due_links(svc: Service, n: int) -> None:
     """n links in due incidents, each with an account the Unipile simulator knows (as run.py does)."""
-    import httpx
-
-    from benchmarks.run import STUB_KEY, _keyring
+    from benchmarks.run import STUB_KEY, _keyring, set_unipile_latency
 
     accounts = asyncio.run(data.create_unipile_accounts(svc.stub_url, STUB_KEY,
                                                         [data.sweep_cookie(i) for i in range(n)]))
     svc.db(lambda engine: data.insert_sweep_links(engine, _keyring(svc), svc.settings.signing_secret, n, accounts))
-    httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": 100}, timeout=5).raise_for_status()
+    set_unipile_latency(svc, 100)
 
 
 def main() -> int:

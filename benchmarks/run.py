@@ -33,6 +33,7 @@ BARE = "/_bench/bare"
 BARE_LANE = "/_bench/bare-lane"
 PATHS = {"bare": BARE, "lane": BARE_LANE, "sync": SYNC}
 STUB_KEY = "bench-unipile-key"
+STUB_CONTROL_TOKEN = "bench-unipile-control-token"  # the simulator's X-Sim-Token (its /_sim control API)
 
 
 @dataclass
@@ -84,6 +85,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def set_unipile_latency(svc, latency_ms: int) -> None:
+    """The simulator's (or stand-in's) latency per call, through its control API."""
+    httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": latency_ms},
+               headers={"X-Sim-Token": STUB_CONTROL_TOKEN}, timeout=5).raise_for_status()
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -184,7 +191,7 @@ class Service:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.log = open(self.workdir / "server.log", "ab")
         self.stub = subprocess.Popen([sys.executable, "-m", "benchmarks.unipile_stub", "--port", str(self.stub_port),
-                                      "--api-key", STUB_KEY], cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+                                      "--api-key", STUB_KEY, "--control-token", STUB_CONTROL_TOKEN], cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self.procs.append(self.stub)
         self.server = subprocess.Popen([sys.executable, "-m", self.server_module, "--settings",
                                         str(self.workdir / "settings.json"), "--port", str(self.port),
@@ -495,7 +502,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
                 ctx.rows.append(Row(kind, f"sweep N={n_links:,} C={conc}", "skipped: time budget", "≥ 0.90", False))
                 continue
             t = time.monotonic()
-            httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": 0}, timeout=5).raise_for_status()
+            set_unipile_latency(svc, 0)
             accounts = asyncio.run(data.create_unipile_accounts(
                 svc.stub_url, STUB_KEY, [data.sweep_cookie(done + i) for i in range(n_links)]))
             svc.db(lambda engine: data.insert_sweep_links(engine, _keyring(svc), svc.settings.signing_secret,
@@ -503,8 +510,7 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
             done += n_links
             ctx.say(f"{kind}: {n_links:,} Unipile accounts and links in due incidents created "
                     f"({time.monotonic() - t:.1f}s)")
-            httpx.post(svc.stub_url + "/_sim/config", json={"latency_ms": int(cfg.latency_ms)}, timeout=5) \
-                .raise_for_status()
+            set_unipile_latency(svc, int(cfg.latency_ms))
             res, cpu, pg, _ = measured(svc, lambda: svc.http.post("/_bench/sweep", json={"concurrency": conc}).json())
             outcome = svc.db(data.sweep_outcome)
             ideal = n_links * cfg.latency_ms / 1000 / conc

@@ -4,19 +4,21 @@ Prefers the project's simulator (``cookiesync.simulator.app``) when it exists;
 until then (or with ``--stub``) a minimal ASGI stand-in answers the two calls an
 attempt makes -- ``POST /api/v1/accounts`` and ``POST /api/v1/accounts/{id}``
 -- with success after ``latency_ms``, and takes the simulator's control call
-``POST /_sim/config {"latency_ms": N}``.
+``POST /_sim/config {"latency_ms": N}``. Both answer control calls only with ``--control-token``
+in ``X-Sim-Token``.
 
-Run: ``python -m benchmarks.unipile_stub --port P --api-key K [--stub]``.
+Run: ``python -m benchmarks.unipile_stub --port P --api-key K --control-token T [--stub]``.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import itertools
 import json
 
 
-def create_stub_app(api_key: str, latency_ms: float = 0.0):
+def create_stub_app(api_key: str, control_token: str, latency_ms: float = 0.0):
     state = {"latency_ms": float(latency_ms), "calls": 0}
     ids = itertools.count(1)
 
@@ -45,6 +47,10 @@ def create_stub_app(api_key: str, latency_ms: float = 0.0):
                     return
         path, method = scope["path"], scope["method"]
         body = await read_body(receive)
+        headers = dict(scope["headers"])
+        if path.startswith("/_sim/") and not hmac.compare_digest(headers.get(b"x-sim-token", b""),
+                                                                  control_token.encode()):
+            return await reply(send, 401, {"status": 401, "type": "errors/missing_credentials", "title": "bad token"})
         if path == "/_sim/config" and method == "POST":
             cfg = json.loads(body or b"{}")
             if "latency_ms" in cfg:
@@ -52,7 +58,6 @@ def create_stub_app(api_key: str, latency_ms: float = 0.0):
             return await reply(send, 200, {"latency_ms": state["latency_ms"], "calls": state["calls"]})
         if path == "/_sim/stats":
             return await reply(send, 200, dict(state))
-        headers = dict(scope["headers"])
         if headers.get(b"x-api-key", b"").decode() != api_key:
             return await reply(send, 401, {"status": 401, "type": "errors/missing_credentials", "title": "bad key"})
         if method == "POST" and path.startswith("/api/v1/accounts"):
@@ -82,16 +87,18 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--api-key", required=True)
+    p.add_argument("--control-token", required=True)
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--stub", action="store_true", help="use the stand-in even if the simulator exists")
     args = p.parse_args()
     if not args.stub and simulator_available():
         from cookiesync.simulator.app import SimulatorConfig, create_simulator_app
 
-        app = create_simulator_app(SimulatorConfig(api_key=args.api_key, public_url=f"http://127.0.0.1:{args.port}",
+        app = create_simulator_app(SimulatorConfig(api_key=args.api_key, control_token=args.control_token,
+                                                   public_url=f"http://127.0.0.1:{args.port}",
                                                    latency_ms=args.latency_ms))
     else:
-        app = create_stub_app(args.api_key, args.latency_ms)
+        app = create_stub_app(args.api_key, args.control_token, args.latency_ms)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

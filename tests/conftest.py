@@ -48,9 +48,10 @@ def simulator():
     from cookiesync.simulator.app import SimulatorConfig, create_simulator_app
 
     port = free_port()
-    app = create_simulator_app(SimulatorConfig(api_key="sim-test-key", public_url=f"http://127.0.0.1:{port}"))
+    app = create_simulator_app(SimulatorConfig(api_key="sim-test-key", control_token="sim-test-control-token",
+                                               public_url=f"http://127.0.0.1:{port}"))
     with ServerThread(app, port=port) as srv:
-        srv.api_key = "sim-test-key"
+        srv.api_key, srv.control_token = "sim-test-key", "sim-test-control-token"
         yield srv
 
 

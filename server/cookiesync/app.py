@@ -9,13 +9,14 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.di import Provide
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.exceptions import InternalServerException, NotAuthorizedException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cookiesync.apidocs import schema as apidocs
 from cookiesync.apidocs.ui import LocalSwaggerUI
 from cookiesync.db.engine import current_revision, head_revision
+from cookiesync.domain.email.rendering import EmailTemplates
 from cookiesync.domain.integrator.controllers import IntegratorController
 from cookiesync.domain.reconnect.controllers import ReconnectController
 from cookiesync.domain.support.api import SupportAPI
@@ -24,7 +25,7 @@ from cookiesync.domain.sync.controllers import ExtensionController
 from cookiesync.domain.webhooks.controllers import WebhookController
 from cookiesync.logs import configure_logging, request_id_middleware
 from cookiesync.metrics import metrics_access
-from cookiesync.runtime import RT, SIM_API_KEY, SIM_MOUNT, Runtime, open_runtime, unipile_target
+from cookiesync.runtime import RT, SIM_MOUNT, Runtime, open_runtime, sim_control_token, unipile_target
 from cookiesync.settings import Settings, ensure_local_secrets
 
 log = logging.getLogger("cookiesync")
@@ -60,6 +61,9 @@ async def readyz(rt: RT) -> Response[Health]:
     if current != head_revision():
         return Response(Health("unavailable", f"migrations not current ({current} != {head_revision()})"),
                         status_code=503)
+    problem = await rt.readiness.problem()
+    if problem is not None:
+        return Response(Health("unavailable", problem), status_code=503)
     return Response(Health("ok"))
 
 
@@ -77,8 +81,17 @@ async def metrics(rt: RT, request: Request) -> Response[bytes]:
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+# Litestar's words when the client went away before its body was all read (it left, or the
+# server's body_timeout_s cut it off): the client's doing, not a server fault, and an attacker
+# could otherwise buy one logged traceback per slow connection.
+CLIENT_GONE = "client disconnected prematurely"
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     """Log it (the redaction filter applies), answer Litestar's JSON shape, never a trace."""
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_GONE:
+        log.info("%s %s: the client left before its body was read", request.method, request.url.path)
+        return Response({"status_code": 400, "detail": "the request's body did not arrive"}, status_code=400)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
 
@@ -91,6 +104,7 @@ def app_from_env() -> Litestar:
 def create_app(settings: Settings, *, start_background: bool = True) -> Litestar:
     settings = ensure_local_secrets(settings, say=log.warning)
     configure_logging(settings.log_level, settings.effective_log_format)
+    emails = EmailTemplates(settings)  # the operator's templates: checked now, before anything serves
     provide_runtime = RuntimeProvider()
     route_handlers: list = [ExtensionController, IntegratorController, WebhookController, ReconnectController,
                             healthz, readyz, metrics, SupportPages, SupportAPI]
@@ -98,7 +112,8 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
         from cookiesync.simulator.app import SimulatorConfig, create_simulator_app, simulator_mount
 
         sim = create_simulator_app(SimulatorConfig(
-            api_key=settings.unipile_api_key or SIM_API_KEY, public_url=settings.base_url + SIM_MOUNT,
+            api_key=settings.unipile_api_key, control_token=sim_control_token(settings),
+            public_url=settings.base_url + SIM_MOUNT,
             webhook_url=settings.base_url + "/v1/webhooks/unipile/account-status",
             webhook_header=settings.webhook_header, webhook_secret=settings.webhook_secret,
         ))
@@ -106,7 +121,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> Litestar
 
     @asynccontextmanager
     async def lifespan(app: Litestar):
-        async with open_runtime(settings, start_background=start_background) as rt:
+        async with open_runtime(settings, start_background=start_background, emails=emails) as rt:
             app.state.rt = rt
             provide_runtime.rt = rt
             if settings.unipile_simulated:

@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import os
 import sys
+from typing import Callable
 
 import msgspec
 import sqlalchemy as sa
@@ -13,9 +14,14 @@ import sqlalchemy as sa
 from cookiesync.settings import PREFIX, Settings, SettingsError, ensure_local_secrets, local_secrets
 
 
-def _settings() -> Settings:
+def _settings(check: Callable[[Settings], object] | None = None) -> Settings:
+    """The settings from the environment, with local mode's secrets filled in. `check` runs first,
+    so a configuration it refuses leaves the data folder untouched (no secrets.json made for it)."""
     try:
-        return ensure_local_secrets(Settings.from_env(), say=lambda m: print(m, file=sys.stderr))
+        settings = Settings.from_env()
+        if check is not None:
+            check(settings)
+        return ensure_local_secrets(settings, say=lambda m: print(m, file=sys.stderr))
     except SettingsError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
 
@@ -23,9 +29,11 @@ def _settings() -> Settings:
 # --- migrate / serve -------------------------------------------------------
 def cmd_migrate(args) -> None:
     from cookiesync.db.engine import migrate
+    from cookiesync.readiness import start_faults
 
     s = _settings()
-    migrate(s.database)
+    with start_faults(s):
+        migrate(s.database)
     print(f"database is at the newest schema ({_safe_url(s.database)})")
 
 
@@ -53,16 +61,22 @@ def cmd_serve(args) -> None:
 
     from cookiesync.app import create_app
     from cookiesync.db.engine import migrate
+    from cookiesync.domain.email.rendering import EmailTemplates
+    from cookiesync.readiness import check_at_start, start_faults
     from cookiesync.serving import uvicorn_options
 
-    s = _settings()
+    # an override's unknown variable or syntax error: refused now, not when an email is written
+    s = _settings(check=EmailTemplates)
     if args.host:
         s = msgspec.structs.replace(s, host=args.host)
     if args.port:
         s = msgspec.structs.replace(s, port=args.port)
     if args.workers:
         s = msgspec.structs.replace(s, workers=args.workers)
-    migrate(s.database)
+    with start_faults(s):
+        migrate(s.database)
+        check_at_start(s)
+        demo = asyncio.run(_demo(s)) if s.mode == "local" else None
     lines = [
         "",
         "cookiesync is starting",
@@ -73,8 +87,8 @@ def cmd_serve(args) -> None:
         f"  Unipile:          {'SIMULATED at ' + s.base_url + '/unipile-sim' if s.unipile_simulated else s.unipile_dsn}",
         f"  email:            {'SMTP ' + s.smtp_host if s.smtp_enabled else 'kept in the outbox (no SMTP configured)'}",
     ]
-    if s.mode == "local":
-        user_id, key, code, staff_password = asyncio.run(_demo(s))
+    if demo is not None:
+        user_id, key, code, staff_password = demo
         lines += [
             "  demo (local mode only):",
             f"    user id:        {user_id}",
@@ -83,10 +97,16 @@ def cmd_serve(args) -> None:
             f"    try:            curl -H 'Authorization: Bearer {key}' {s.base_url}/v1/users/{user_id}/accounts",
             f"    support console: {s.base_url}/support/  (admin@localhost.test / {staff_password})",
         ]
+        if s.unipile_simulated:
+            # printed, never logged: a local banner for the person who started it
+            from cookiesync.runtime import SIM_CONTROL_TOKEN, SIM_MOUNT, sim_control_token
+
+            lines.append(f"    simulator control: {s.base_url}{SIM_MOUNT}/_sim/  (header X-Sim-Token: "
+                         f"{sim_control_token(s)}; {SIM_CONTROL_TOKEN} in {os.path.join(s.data_dir, 'secrets.json')})")
     else:
         lines.append(f"  support console:  {s.base_url}/support/")
     print("\n".join(lines) + "\n", flush=True)
-    common = dict(host=s.host, port=s.port, timeout_graceful_shutdown=20, **uvicorn_options())
+    common = dict(host=s.host, port=s.port, timeout_graceful_shutdown=20, **uvicorn_options(s))  # every worker too
     if s.workers > 1:
         # each worker builds its app from the same environment (secrets were written above)
         os.environ[PREFIX + "PORT"] = str(s.port)
@@ -122,12 +142,16 @@ def cmd_simulate(args) -> None:
     from cookiesync.simulator.app import SimulatorConfig, run_simulator
 
     public = f"http://{args.host}:{args.port}"
-    print(f"Unipile simulator (SIMULATED) on {public}  DSN for cookiesync: {public}  API key: {args.api_key}",
-          flush=True)
-    run_simulator(args.host, args.port, SimulatorConfig(
-        api_key=args.api_key, public_url=public, webhook_url=args.webhook_url,
+    config = SimulatorConfig(
+        public_url=public, webhook_url=args.webhook_url,
         webhook_header=os.environ.get(PREFIX + "WEBHOOK_HEADER", "Unipile-Auth"),
-        webhook_secret=os.environ.get(PREFIX + "WEBHOOK_SECRET") or None))
+        webhook_secret=os.environ.get(PREFIX + "WEBHOOK_SECRET") or None)
+    # random unless given: no two simulators share a key
+    config.api_key = args.api_key or config.api_key
+    config.control_token = args.control_token or config.control_token
+    print(f"Unipile simulator (SIMULATED) on {public}  DSN for cookiesync: {public}  API key: {config.api_key}  "
+          f"control API: {public}/_sim/ (header X-Sim-Token: {config.control_token})", flush=True)
+    run_simulator(args.host, args.port, config)
 
 
 # --- unipile webhook registration ----------------------------------------------
@@ -202,6 +226,13 @@ def cmd_staff_disable(args) -> None:
     print(f"disabled {n} staff account(s)")
 
 
+def cmd_staff_unlock(args) -> None:
+    from cookiesync.domain.support.staff import unlock_staff
+
+    n = asyncio.run(unlock_staff(_settings(), args.email))
+    print(f"cleared the sign-in delays of {args.email} from {n} address(es)")
+
+
 # --- settings documentation ----------------------------------------------------
 def cmd_settings_docs(args) -> None:
     from pathlib import Path
@@ -243,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     sim = sub.add_parser("simulate", help="run the bundled Unipile simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--api-key", default="sim-api-key")
+    sim.add_argument("--api-key", help="its Unipile API key (default: random, printed)")
+    sim.add_argument("--control-token", help="the token of its /_sim control API (default: random, printed)")
     sim.add_argument("--webhook-url")
     sim.set_defaults(fn=cmd_simulate)
 
@@ -266,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     sd = st.add_parser("disable", help="disable a staff member")
     sd.add_argument("email")
     sd.set_defaults(fn=cmd_staff_disable)
+    su = st.add_parser("unlock", help="clear a staff member's sign-in delays, from every address")
+    su.add_argument("email")
+    su.set_defaults(fn=cmd_staff_unlock)
 
     sdoc = sub.add_parser("settings-docs", help="write the README's settings table and the env example "
                           "from the Settings fields")

@@ -26,6 +26,7 @@ from cookiesync.db.bulk import BulkSQL
 from cookiesync.db.engine import make_engine
 from cookiesync.db.hot import HotReads, HotWrites
 from cookiesync.domain.email.outbox import Mailer
+from cookiesync.domain.email.rendering import EmailTemplates
 from cookiesync.domain.notifications.services import Notifier
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import AttemptRunner, policy_config
@@ -36,9 +37,10 @@ from cookiesync.domain.sync.touches import Toucher
 from cookiesync.domain.sync.writer import CookieWrites
 from cookiesync.domain.sync.writer_process import WriterProcess
 from cookiesync.metrics import Metrics
+from cookiesync.readiness import Readiness
 from cookiesync.scheduler.sweep import Scheduler
 from cookiesync.security import KeyRing, Signer
-from cookiesync.settings import Settings
+from cookiesync.settings import Settings, local_secrets
 from cookiesync.unipile.client import UnipileClient
 
 log = logging.getLogger("cookiesync")
@@ -68,9 +70,11 @@ class Runtime:
     toucher: Toucher = field(init=False)
     revocations: RevocationWatcher = field(init=False)
     runner: AttemptRunner = field(init=False)
+    emails: EmailTemplates = field(init=False)     # what users read: the brand, the email templates
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
     scheduler: Scheduler = field(init=False)
+    readiness: Readiness = field(init=False)        # what /readyz answers
 
     # This instance's memory, each by name (none is looked up by a string).
     device_cache: TTLCache[str, Device] = field(init=False)       # token hash -> device
@@ -78,7 +82,6 @@ class Runtime:
     link_cache: TTLCache[tuple[str, str], CachedLink] = field(init=False)  # (user, member) -> link
     api_key_cache: TTLCache[str, str] = field(init=False)         # key hash -> actor ("" for refused)
     sync_limiter: RateLimiter = field(init=False)                 # syncs per device
-    pair_limiter: RateLimiter = field(init=False)                 # failed pairings per address
     bulk_sql: BulkSQL = field(init=False)
     trusted_proxies: list = field(init=False)
     policy_config: policy.Config = field(init=False)
@@ -92,7 +95,6 @@ class Runtime:
         self.link_cache = TTLCache(s.link_cache_ttl_s)
         self.api_key_cache = TTLCache(s.token_cache_ttl_s)
         self.sync_limiter = RateLimiter(limit=120, window_s=60)
-        self.pair_limiter = RateLimiter(limit=10, window_s=600)
         self.bulk_sql = BulkSQL(self.engine.dialect.name)
         # parsed once: the sync hot path asks for it on every request
         self.trusted_proxies = s.trusted_proxy_networks
@@ -102,7 +104,7 @@ class Runtime:
     def memory(self) -> dict[str, int]:
         """How many entries each cache and limiter holds (benchmarks, diagnostics)."""
         return {name: len(getattr(self, name)) for name in (
-            "device_cache", "unknown_tokens", "link_cache", "api_key_cache", "sync_limiter", "pair_limiter")}
+            "device_cache", "unknown_tokens", "link_cache", "api_key_cache", "sync_limiter")}
 
     def spawn(self, coro) -> asyncio.Task:
         """Fire-and-forget work that must not be garbage collected mid-flight."""
@@ -122,7 +124,16 @@ class Runtime:
 
 
 SIM_MOUNT = "/unipile-sim"  # where the app mounts the simulator when Unipile is simulated
-SIM_API_KEY = "sim-api-key"
+# The mounted simulator's control token (its X-Sim-Token), by this name in the local secrets file;
+# its Unipile API key is COOKIESYNC_UNIPILE_API_KEY, which local mode generates there too.
+SIM_CONTROL_TOKEN = "unipile_sim_control_token"
+
+
+def sim_control_token(settings: Settings) -> str:
+    """The mounted simulator's control token: made once into the local secrets file (a test that
+    wants its own writes it there first)."""
+    stored, _created = local_secrets(settings.data_dir, {SIM_CONTROL_TOKEN: lambda: secrets.token_urlsafe(32)})
+    return stored[SIM_CONTROL_TOKEN]
 
 
 # How a handler (or a dependency) asks for the app's runtime: `rt: RT`, injected by name from the
@@ -133,7 +144,7 @@ RT = NamedDependency[Runtime]
 def unipile_target(settings: Settings) -> tuple[str, str]:
     """Unipile's address and API key: the mounted simulator's when Unipile is simulated."""
     if settings.unipile_simulated:
-        return settings.base_url + SIM_MOUNT, settings.unipile_api_key or SIM_API_KEY
+        return settings.base_url + SIM_MOUNT, settings.unipile_api_key
     return settings.unipile_dsn, settings.unipile_api_key
 
 
@@ -145,9 +156,11 @@ def unipile_client(settings: Settings, metrics: Metrics) -> UnipileClient:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, start_background: bool = True) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, start_background: bool = True,
+                       emails: EmailTemplates | None = None) -> AsyncIterator[Runtime]:
     """The runtime with every part made, and its loops started unless `start_background` is
-    False (tests that drive the parts themselves); every part closed on the way out."""
+    False (tests that drive the parts themselves); every part closed on the way out. `emails`:
+    the templates `create_app` already checked (made here otherwise)."""
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database)
         stack.push_async_callback(engine.dispose)
@@ -157,6 +170,8 @@ async def open_runtime(settings: Settings, *, start_background: bool = True) -> 
         rt = Runtime(settings=settings, engine=engine, keyring=KeyRing(settings.encryption_keys), unipile=unipile,
                      metrics=metrics)
 
+        rt.readiness = Readiness(settings)
+        stack.push_async_callback(rt.readiness.close)
         rt.reads = HotReads(engine)
         await rt.reads.start()
         stack.push_async_callback(rt.reads.close)
@@ -175,7 +190,8 @@ async def open_runtime(settings: Settings, *, start_background: bool = True) -> 
 
         rt.notifier = Notifier(rt)
         stack.push_async_callback(rt.notifier.aclose)
-        rt.mailer = Mailer(settings, engine, rt.instance_id, rt.reconnect_signer)
+        rt.emails = emails or EmailTemplates(settings)
+        rt.mailer = Mailer(settings, engine, rt.instance_id, rt.reconnect_signer, rt.emails)
         stack.push_async_callback(rt.cancel_background)  # after every loop below has stopped
 
         rt.revocations = RevocationWatcher(engine, rt.device_cache, poll_s=max(0.2, settings.token_cache_ttl_s / 2))

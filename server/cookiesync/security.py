@@ -48,28 +48,37 @@ def new_key_entry(kid: str | None = None) -> str:
     return f"{kid}:{_b64e(os.urandom(32))}"
 
 
+def parse_key_ring(spec: str) -> list[tuple[str, bytes]]:
+    """"kid:base64key,..." as (kid, 32 raw bytes), newest first. Settings check the format with it
+    at load; the errors name key ids, never key material."""
+    parsed: list[tuple[str, bytes]] = []
+    for n, item in enumerate(filter(None, (p.strip() for p in spec.split(","))), 1):
+        kid, sep, material = item.partition(":")
+        # an id is short; a long one is likely key material put before the colon: not echoed
+        key = f"key {n} ({kid!r})" if len(kid) <= 16 else f"key {n}"
+        if not sep or not kid:
+            raise KeyRingError(f"key {n} is not 'id:base64' (keys are comma-separated)")
+        try:
+            raw = _b64d(material)
+        except Exception as exc:
+            raise KeyRingError(f"{key} is not base64") from exc
+        if len(raw) != 32:
+            raise KeyRingError(f"{key} must be 32 bytes (AES-256)")
+        if any(kid == seen for seen, _raw in parsed):
+            raise KeyRingError(f"{key}: its id appears twice")
+        parsed.append((kid, raw))
+    if not parsed:
+        raise KeyRingError("no encryption key configured")
+    return parsed
+
+
 class KeyRing:
     """Newest key first; older keys only decrypt."""
 
     def __init__(self, spec: str) -> None:
-        self.keys: dict[str, AESGCM] = {}
-        self.order: list[str] = []
-        for item in filter(None, (p.strip() for p in spec.split(","))):
-            kid, sep, material = item.partition(":")
-            if not sep or not kid:
-                raise KeyRingError("each key is 'id:base64' (COOKIESYNC_ENCRYPTION_KEYS)")
-            try:
-                raw = _b64d(material)
-            except Exception as exc:
-                raise KeyRingError(f"key {kid!r} is not base64") from exc
-            if len(raw) != 32:
-                raise KeyRingError(f"key {kid!r} must be 32 bytes (AES-256)")
-            if kid in self.keys:
-                raise KeyRingError(f"key id {kid!r} appears twice")
-            self.keys[kid] = AESGCM(raw)
-            self.order.append(kid)
-        if not self.order:
-            raise KeyRingError("no encryption key configured")
+        parsed = parse_key_ring(spec)
+        self.keys: dict[str, AESGCM] = {kid: AESGCM(raw) for kid, raw in parsed}
+        self.order: list[str] = [kid for kid, _raw in parsed]
 
     @property
     def current(self) -> str:

@@ -6,15 +6,19 @@
 from __future__ import annotations
 
 import difflib
+import email.utils
 import fcntl
 import ipaddress
 import logging
 import os
 import secrets
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Callable, Literal, Mapping
 
 import msgspec
+
+from cookiesync.security import KeyRingError, parse_key_ring
 
 PREFIX = "COOKIESYNC_"
 SIMULATED = "simulated"
@@ -41,6 +45,13 @@ class SettingsError(ValueError):
 SECRET = {"secret": True}
 REQUIRED = {"required_in_production": True}
 REQUIRED_SECRET = SECRET | REQUIRED
+
+# The shortest secrets production takes, in characters (what a length can tell; the README says how
+# to make them random). The signing secret is an HMAC-SHA256 key, and anyone holding one reconnect
+# link can test guesses of it offline: 43 characters carry its full 256 bits as URL-safe base64
+# (`secrets.token_urlsafe(32)`). The webhook and hosted-auth secrets are only compared, one guess a
+# request: 32 characters, 192 bits as URL-safe base64 (`token_urlsafe(24)`, what local mode makes).
+MIN_SECRET_CHARS = {"signing_secret": 43, "webhook_secret": 32, "hosted_auth_secret": 32}
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -70,17 +81,20 @@ class Settings(msgspec.Struct, kw_only=True):
         "Unipile base URL, e.g. `https://api8.unipile.com:13851` (`/api/v1` is appended). "
         "Unset or `simulated`: the bundled Unipile simulator (SIMULATED)."), extra=REQUIRED)] = ""
     unipile_api_key: Annotated[str, msgspec.Meta(description=(
-        "Unipile access token, sent as `X-API-KEY`."), extra=REQUIRED_SECRET)] = ""
+        "Unipile access token, sent as `X-API-KEY`. Local mode with the bundled simulator: generated "
+        "(the simulator's own key)."), extra=REQUIRED_SECRET)] = ""
     unipile_timeout_s: Annotated[float, msgspec.Meta(description=(
         "Seconds one Unipile call may take in all, from connecting to the last byte."))] = 20.0
     webhook_secret: Annotated[str, msgspec.Meta(description=(
-        "Value of the secret header Unipile sends on account-status webhooks. "
+        "Value of the secret header Unipile sends on account-status webhooks. Production: at least 32 "
+        "characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`. "
         "Local mode: generated."), extra=REQUIRED_SECRET)] = ""
     webhook_header: Annotated[str, msgspec.Meta(description=(
         "Name of the header that carries `COOKIESYNC_WEBHOOK_SECRET`."))] = "Unipile-Auth"
     hosted_auth_secret: Annotated[str, msgspec.Meta(description=(
         "Secret in the query of the hosted-auth `notify_url`, so only Unipile can report a finished "
-        "reconnect. Local mode: generated."), extra=REQUIRED_SECRET)] = ""
+        "reconnect. Production: at least 32 characters, made as for `COOKIESYNC_WEBHOOK_SECRET`. "
+        "Local mode: generated."), extra=REQUIRED_SECRET)] = ""
 
     smtp_host: Annotated[str, msgspec.Meta(description=(
         "SMTP server for user emails. Unset: emails stay in the outbox, where staff can read them."))] = ""
@@ -90,7 +104,24 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_tls: Annotated[Literal["none", "starttls", "tls"], msgspec.Meta(description=(
         "`none`, `starttls` (upgrade a plain connection) or `tls` (TLS from the start, usually port 465)."))] = "none"
     email_from: Annotated[str, msgspec.Meta(description=(
-        "`From:` address of user emails."))] = "cookiesync <noreply@localhost>"
+        "`From:` address of user emails, `addr` or `Name <addr>`; without a name, "
+        "`COOKIESYNC_PRODUCT_NAME` is the sender's name."))] = "noreply@localhost"
+    product_name: Annotated[str, msgspec.Meta(description=(
+        "The name your users know your product by, as the emails and reconnect pages say it "
+        "(\"disconnected from Acme\"). Production refuses to start without it once `COOKIESYNC_SMTP_HOST` "
+        "is set. Unset: \"the app you connected LinkedIn to\"."))] = ""
+    support_contact: Annotated[str, msgspec.Meta(description=(
+        "Where your users get help, shown in every email and reconnect page: an email address or an "
+        "`http(s)://` URL. Unset: no help line."))] = ""
+    logo_url: Annotated[str, msgspec.Meta(description=(
+        "`https://` URL of your logo (shown about 32 px high) atop the HTML emails and the reconnect pages. "
+        "Unset: no logo."))] = ""
+    app_url: Annotated[str, msgspec.Meta(description=(
+        "`http(s)://` URL of your own app, linked from every email and reconnect page. Unset: no link."))] = ""
+    email_templates_dir: Annotated[str, msgspec.Meta(description=(
+        "Folder whose `subject.txt`, `reconnect.txt` and `reconnect.html` replace the built-in email "
+        "templates, file by file (Jinja2; variables in README, Emails to your users). Each is rendered "
+        "once at start: an unknown variable or a syntax error refuses to start. Unset: the built-in ones."))] = ""
 
     retry_interval_s: Annotated[float, msgspec.Meta(description=(
         "Seconds between scheduled reconnect attempts of a disconnected account."))] = 3600.0
@@ -180,12 +211,25 @@ class Settings(msgspec.Struct, kw_only=True):
         "made on another instance is seen within this."))] = 60.0
     max_body_bytes: Annotated[int, msgspec.Meta(description=(
         "Largest request body in bytes; larger ones are answered 413."))] = 16384
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, description=(
+        "Largest request head in bytes (request line and header fields); a larger one is answered 431 "
+        "and its connection closed, without reading the rest."))] = 16384
+    max_header_fields: Annotated[int, msgspec.Meta(ge=10, description=(
+        "Most header fields in one request; more are answered 431."))] = 100
+    header_timeout_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds a request's head may take to arrive, from its first byte (for a new connection, from "
+        "connecting); slower ones are answered 408 and closed."))] = 10.0
+    body_timeout_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds a request's body may take to arrive after its head; slower ones are answered 408 and "
+        "closed."))] = 30.0
     encryption_keys: Annotated[str, msgspec.Meta(description=(
         "Cookie key ring, comma-separated `kid:base64(32 bytes)` entries, newest first "
-        "(`cookiesync keys rotate` re-encrypts under the newest). Local mode: generated."),
+        "(`cookiesync keys rotate` re-encrypts under the newest), checked when the settings are read. "
+        "Local mode: generated."),
         extra=REQUIRED_SECRET)] = ""
     signing_secret: Annotated[str, msgspec.Meta(description=(
-        "Signs reconnect links and staff CSRF tokens, keys cookie fingerprints. Local mode: generated."),
+        "Signs reconnect links and staff CSRF tokens, keys cookie fingerprints. Production: at least 43 "
+        "characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`. Local mode: generated."),
         extra=REQUIRED_SECRET)] = ""
     log_level: Annotated[str, msgspec.Meta(description=(
         "Log level of the `cookiesync` loggers: `DEBUG`, `INFO`, `WARNING` or `ERROR`."))] = "INFO"
@@ -225,6 +269,24 @@ class Settings(msgspec.Struct, kw_only=True):
                 f"{PREFIX}ATTEMPT_LEASE_S ({self.attempt_lease_s:g}) must be at least "
                 f"{PREFIX}UNIPILE_TIMEOUT_S ({self.unipile_timeout_s:g}) + 1 s: a lease that ends "
                 "during a Unipile call lets another worker start the same attempt again")
+        # What end users are shown, checked here so a bad value stops the start, naming its variable.
+        _check_url("SUPPORT_CONTACT", self.support_contact, ("http", "https"), or_email=True)
+        _check_url("LOGO_URL", self.logo_url, ("https",))  # http: mixed content, and mail clients block it
+        _check_url("APP_URL", self.app_url, ("http", "https"))
+        _check_email("EMAIL_FROM", self.email_from)
+        if self.email_templates_dir and not Path(self.email_templates_dir).is_dir():
+            raise SettingsError(f"{PREFIX}EMAIL_TEMPLATES_DIR: {self.email_templates_dir!r} is not a folder")
+        if self.encryption_keys:
+            try:
+                parse_key_ring(self.encryption_keys)
+            except KeyRingError as exc:
+                raise SettingsError(f"{PREFIX}ENCRYPTION_KEYS: {exc}") from None
+        if self.mode == "production":
+            for name, least in MIN_SECRET_CHARS.items():
+                if 0 < len(getattr(self, name)) < least:  # unset: reported with the other missing ones
+                    raise SettingsError(f"{PREFIX}{name.upper()} is shorter than {least} characters; "
+                                        f"make one with: python -c 'import secrets; "
+                                        f"print(secrets.token_urlsafe({least * 3 // 4}))'")
 
     @property
     def smtp_enabled(self) -> bool:
@@ -267,6 +329,26 @@ class Settings(msgspec.Struct, kw_only=True):
         return settings
 
 
+def _check_url(name: str, value: str, schemes: tuple[str, ...], or_email: bool = False) -> None:
+    """Unset, or a URL of one of `schemes` with a host (or, with `or_email`, an email address)."""
+    if not value or (or_email and "://" not in value and _is_email(value)):
+        return
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in schemes or not url.hostname or any(c.isspace() or c in '<>"' for c in value):
+        wanted = " or ".join(f"`{s}://`" for s in schemes) + " URL" + (" or an email address" if or_email else "")
+        raise SettingsError(f"{PREFIX}{name}: {value!r} is not an {wanted}")
+
+
+def _check_email(name: str, value: str) -> None:
+    if not _is_email(email.utils.parseaddr(value)[1]):
+        raise SettingsError(f"{PREFIX}{name}: {value!r} is not an email address (`addr` or `Name <addr>`)")
+
+
+def _is_email(addr: str) -> bool:
+    local, _, domain = addr.rpartition("@")
+    return bool(local and domain) and not any(c.isspace() or c in '<>",;:' for c in addr)
+
+
 def unknown_variables(env: Mapping[str, str]) -> str:
     """The `COOKIESYNC_*` variables of `env` that name no setting, each with the closest setting, or
     "" if there are none. Names only: the value of a misspelled secret must not reach the log. An
@@ -304,15 +386,40 @@ def ensure_local_secrets(settings: Settings, say=print) -> Settings:
             missing.append(PREFIX + "DATABASE_URL")
         if missing:
             raise SettingsError("production mode needs these settings: " + ", ".join(missing))
+        if settings.smtp_enabled and not settings.product_name:
+            # emails to real people in nobody's name read as phishing
+            raise SettingsError(f"{PREFIX}PRODUCT_NAME: production mode emails your users ({PREFIX}SMTP_HOST "
+                                "is set) and needs the name they know your product by")
         return settings
 
     wanted = {name: make for name, make in needed.items() if not getattr(settings, name)}
+    if settings.unipile_simulated and not settings.unipile_api_key:
+        # the bundled simulator's Unipile API key: one per data folder, not a constant all share
+        wanted["unipile_api_key"] = lambda: secrets.token_urlsafe(24)
+    if wanted:
+        refuse_lost_secrets(settings)
     stored, created = local_secrets(settings.data_dir, wanted)
     if created:
         say(f"local mode: created secrets in {Path(settings.data_dir) / 'secrets.json'} (owner-only); "
             f"set {PREFIX}* variables in production")
     updates = {name: stored[name] for name in wanted}
     return msgspec.structs.replace(settings, **updates) if updates else settings
+
+
+def refuse_lost_secrets(settings: Settings) -> None:
+    """Local mode would make new secrets for a data folder whose SQLite database remains without its
+    secrets.json: every stored cookie (encrypted under the lost key) and the demo API key would be
+    lost, silently. Refused instead. A first start writes secrets.json before the database exists,
+    so a database found first, then no secrets file, is a folder that lost it."""
+    url = settings.database
+    db = Path(url.split("///", 1)[-1]) if url.startswith("sqlite") and "///" in url else None
+    if db is None or not db.is_file() or db.stat().st_size == 0:
+        return
+    path = Path(settings.data_dir) / "secrets.json"
+    if not path.exists():
+        raise SettingsError(
+            f"{path} is missing, but the database {db} made with it is still there (its cookies are encrypted "
+            f"with the lost keys): restore secrets.json from a backup, or move {db.name} away to start afresh")
 
 
 def local_secrets(data_dir: str, wanted: Mapping[str, Callable[[], str]]) -> tuple[dict[str, str], bool]:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
 import pytest
 
 from tests.support.components import need
@@ -33,6 +32,7 @@ from tests.support.extension import EXTENSION, FakeLinkedIn, Recorded, Recorder
 from tests.support.servers import ServerThread, free_port
 from tests.support.service import USED_SECRETS, Service
 from tests.support.settings import make_settings
+from tests.support.simulator import sim_get, sim_post
 from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,24 +167,24 @@ class LiveBackend:
         body: dict[str, Any] = {"li_at": li_at, "plain_id": plain_id, "name": f"Member {plain_id}"}
         if outcomes:
             body["outcomes"] = outcomes
-        httpx.post(f"{self.simulator.url}/_sim/cookies", json=body).raise_for_status()
+        sim_post(self.simulator, "/_sim/cookies", json=body).raise_for_status()
 
     def sim_accounts(self) -> list[dict]:
-        return httpx.get(f"{self.simulator.url}/_sim/accounts").json()["items"]
+        return sim_get(self.simulator, "/_sim/accounts").json()["items"]
 
     def sim_calls(self) -> list[dict]:
-        return httpx.get(f"{self.simulator.url}/_sim/calls").json()["items"]
+        return sim_get(self.simulator, "/_sim/calls").json()["items"]
 
     def deliver_webhooks_to_service(self) -> None:
         """Point the simulator's account-status webhook at the service, with its secret."""
-        httpx.post(f"{self.simulator.url}/_sim/config", json={
+        sim_post(self.simulator, "/_sim/config", json={
             "webhook_url": f"{self.url}/v1/webhooks/unipile/account-status",
             "webhook_header": self.settings.webhook_header, "webhook_secret": self.settings.webhook_secret,
         }).raise_for_status()
 
     def sim_status(self, account_id: str, message: str) -> dict:
         """Unipile changes an account's status and fires its webhook(s); returns the deliveries."""
-        r = httpx.post(f"{self.simulator.url}/_sim/accounts/{account_id}/status", json={"message": message})
+        r = sim_post(self.simulator, f"/_sim/accounts/{account_id}/status", json={"message": message})
         assert r.status_code == 200, r.text
         return r.json()
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.support.extension import EXTENSION
+from tests.support.simulator import fingerprint
 
 pytestmark = pytest.mark.chromium
 
@@ -103,8 +104,9 @@ def test_pair_connect_cookie_change_member_switch_and_unpair(launch, backend, fa
     # The service connected the account in Unipile with exactly the browser's cookies and user agent.
     link_a = connected_link(backend, browser, MEMBER_A)
     (account_a,) = backend.sim_accounts()
-    assert (account_a["li_at"], account_a["li_a"], account_a["user_agent"], account_a["plain_id"], account_a["ip"]) \
-        == (A_LI_AT, A_LI_A, user_agent, MEMBER_A, "127.0.0.1")
+    assert (account_a["li_at_fingerprint"], account_a["li_a_fingerprint"], account_a["user_agent"],
+            account_a["plain_id"], account_a["ip"]) \
+        == (fingerprint(A_LI_AT), fingerprint(A_LI_A), user_agent, MEMBER_A, "127.0.0.1")
     assert account_a["status"] == "OK"
     assert link_a["unipile_account_id"] == account_a["id"] and link_a["auto_connect"]
 
@@ -149,10 +151,10 @@ def test_pair_connect_cookie_change_member_switch_and_unpair(launch, backend, fa
 
     def reconnected():
         acct = next(a for a in backend.sim_accounts() if a["id"] == account_a["id"])
-        return acct if acct["status"] == "OK" and acct["li_at"] == A_LI_AT_2 else None
+        return acct if acct["status"] == "OK" and acct["li_at_fingerprint"] == fingerprint(A_LI_AT_2) else None
 
     account_a = backend.wait_for(reconnected, 10, browser.pump, "Unipile to be reconnected with the new cookie")
-    assert account_a["reconnects"] == 1 and account_a["li_a"] == A_LI_A and account_a["user_agent"] == user_agent
+    assert account_a["reconnects"] == 1 and account_a["li_a_fingerprint"] == fingerprint(A_LI_A) and account_a["user_agent"] == user_agent
     connected_link(backend, browser, MEMBER_A)
 
     # The user switches LinkedIn accounts: other member, other cookies, no li_a.
@@ -180,9 +182,9 @@ def test_pair_connect_cookie_change_member_switch_and_unpair(launch, backend, fa
     # … and member B's cookie NEVER reached member A's Unipile account (nor Unipile at all).
     accounts = backend.sim_accounts()
     assert [a["id"] for a in accounts] == [account_a["id"]]
-    assert (accounts[0]["li_at"], accounts[0]["plain_id"]) == (A_LI_AT_2, MEMBER_A)
+    assert (accounts[0]["li_at_fingerprint"], accounts[0]["plain_id"]) == (fingerprint(A_LI_AT_2), MEMBER_A)
     calls = backend.sim_calls()
-    assert not [c for c in calls if B_LI_AT in json.dumps(c.get("body"))]
+    assert not [c for c in calls if fingerprint(B_LI_AT) in json.dumps(c.get("body"))]
     assert not [c for c in calls[calls_before:] if c.get("account_id") == account_a["id"]]
 
     # The options page tells the same story, in more detail.
@@ -240,7 +242,8 @@ def test_not_signed_in_or_no_member_id_sends_nothing(launch, backend, fake_linke
     assert len(backend.sync_requests()) == 1
     page.wait_for_selector("#error-box", state="hidden")
     link = connected_link(backend, browser, fake_linkedin.member)
-    assert [(a["id"], a["li_at"]) for a in backend.sim_accounts()] == [(link["unipile_account_id"], A_LI_AT)]
+    assert [(a["id"], a["li_at_fingerprint"]) for a in backend.sim_accounts()] == \
+        [(link["unipile_account_id"], fingerprint(A_LI_AT))]
 
 
 def test_backend_errors_back_off_and_recover_by_themselves(launch, backend, fake_linkedin, popup_shot):

@@ -17,6 +17,7 @@ import httpx
 
 from tests.support.processes import attempt_events, is_ready, link_state, local_secret, run_db
 from tests.support.servers import free_port
+from tests.support.simulator import fingerprint, sim_get, sim_post
 from tests.support.wait import wait_for
 
 BIN = Path(sys.executable).parent
@@ -78,8 +79,8 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
         secret = local_secret(tmp_path, "webhook_secret")
         for i in range(N):
             li_at = f"AQEDAR-multi-cookie-{i:04d}"
-            httpx.post(f"{simulator.url}/_sim/cookies", json={"li_at": li_at, "plain_id": str(10_000 + i),
-                                                                "outcomes": ["ok", "sticky:invalid_credentials"]})
+            sim_post(simulator, "/_sim/cookies", json={"li_at": li_at, "plain_id": str(10_000 + i),
+                                                       "outcomes": ["ok", "sticky:invalid_credentials"]})
             c = api[i % 2]
             assert c.put(f"/v1/users/m-{i}", json={"email": f"m-{i}@example.com"}).status_code == 200
             code = c.post(f"/v1/users/m-{i}/pairing-codes").json()["code"]
@@ -102,9 +103,9 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
             return run_db(pg_url, q)
 
         wait_for(lambda: connected() == N, timeout=60, interval=0.3)
-        accounts = {a["li_at"]: a["id"] for a in httpx.get(f"{simulator.url}/_sim/accounts").json()["items"]}
+        accounts = {a["li_at_fingerprint"]: a["id"] for a in sim_get(simulator, "/_sim/accounts").json()["items"]}
         for i in range(N):  # Unipile reports all 200 disconnected at once, to either instance
-            body = {"AccountStatus": {"account_id": accounts[f"AQEDAR-multi-cookie-{i:04d}"],
+            body = {"AccountStatus": {"account_id": accounts[fingerprint(f"AQEDAR-multi-cookie-{i:04d}")],
                                       "account_type": "LINKEDIN", "message": "CREDENTIALS"}}
             r = httpx.post(f"{bases[i % 2]}/v1/webhooks/unipile/account-status", json=body,
                            headers={"Unipile-Auth": secret})

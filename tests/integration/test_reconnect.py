@@ -13,7 +13,7 @@ from cookiesync.db.schema import incidents, outbox
 from tests.support.history import history
 from tests.support.reconnect import INTERVAL, connect_one, fast, fire
 from tests.support.service import settled, status_of
-from tests.support.simulator import sim_script
+from tests.support.simulator import fingerprint, sim_get, sim_script
 from tests.support.wait import wait_for
 
 
@@ -87,7 +87,7 @@ def test_bad_cookie_for_the_whole_window_then_one_email_whose_button_reconnects(
     assert landing.status_code == 200 and "connected again" in landing.text
     kinds = [e["kind"] for e in history(svc, "8201")]
     assert "reconnect_link_opened" in kinds and "hosted_auth" in kinds
-    hosted_req = httpx.get(f"{simulator.url}/_sim/hosted-links").json()["items"][0]
+    hosted_req = sim_get(simulator, "/_sim/hosted-links").json()["items"][0]
     body = hosted_req.get("body", hosted_req)
     assert body["type"] == "reconnect" and body["reconnect_account"] == account_id
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["expiresOn"])
@@ -107,8 +107,8 @@ def test_fresh_cookie_after_attempt_two_succeeds_at_once(service_factory, simula
     assert [a["data"]["outcome"] for a in recon] == ["failed", "failed", "connected"]
     assert recon[-1]["data"]["trigger"] == "extension"
     assert emails(svc) == []
-    account = next(a for a in httpx.get(f"{simulator.url}/_sim/accounts").json()["items"] if a["id"] == account_id)
-    assert account["li_at"] == "AQEDAR-fresh-cookie-r3"
+    account = next(a for a in sim_get(simulator, "/_sim/accounts").json()["items"] if a["id"] == account_id)
+    assert account["li_at_fingerprint"] == fingerprint("AQEDAR-fresh-cookie-r3")
 
 
 def test_unipile_down_for_the_whole_window_alerts_operators_not_the_user(service_factory, simulator, caplog) -> None:
@@ -231,6 +231,6 @@ def test_calls_to_unipile_stay_within_the_concurrency_setting(service_factory, s
         assert svc.sync(svc.pair(f"lim-{i}"), li_at=li_at, plain_id=plain_id).status_code == 200
     for i, (_li_at, plain_id) in enumerate(members):
         assert settled(svc, f"lim-{i}", plain_id) == "connected"
-    stats = httpx.get(f"{simulator.url}/_sim/stats").json()
+    stats = sim_get(simulator, "/_sim/stats").json()
     assert stats["auth_in_flight"] == 0
     assert stats["auth_in_flight_peak"] == 3

@@ -269,10 +269,15 @@ def test_each_prune_statement_keeps_to_an_index_on_postgresql(postgres_url) -> N
 
 
 # --- the sweep's leader runs it; the console and /metrics show it --------------------------------
-def test_only_the_leader_prunes_and_the_console_and_metrics_show_it(database_url, service_factory) -> None:
+def test_only_the_leader_prunes_and_the_console_and_metrics_show_it(database_url, service_factory, tmp_path) -> None:
     from cookiesync.domain.integrator.services import create_api_key
+    from cookiesync.settings import ensure_local_secrets
+    from tests.support.settings import make_settings
 
     now = utcnow()
+    # the local secrets first, as a service that made the database would have (one refuses a
+    # database found without them), then the old rows, then the two services
+    ensure_local_secrets(make_settings(tmp_path), say=lambda _m: None)
     migrate(database_url)
     asyncio.run(_seed_at(database_url, now))
     first = service_factory(retention_interval_s=3600.0, retention_pause_s=0.0)

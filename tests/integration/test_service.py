@@ -7,21 +7,20 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from cookiesync.db.schema import events, links
 from tests.support.history import history
 from tests.support.service import settled, status_of
-from tests.support.simulator import sim_script
+from tests.support.simulator import fingerprint, sim_get, sim_script
 from tests.support.wait import wait_for
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 
 
 def sim_accounts(sim) -> list[dict]:
-    return httpx.get(f"{sim.url}/_sim/accounts").json()["items"]
+    return sim_get(sim, "/_sim/accounts").json()["items"]
 
 
 def test_pair_sync_connect_end_to_end(service, simulator) -> None:
@@ -38,7 +37,8 @@ def test_pair_sync_connect_end_to_end(service, simulator) -> None:
     accounts = sim_accounts(simulator)
     assert len(accounts) == 1
     acct = accounts[0]
-    assert (acct["li_at"], acct["li_a"], acct["user_agent"], acct["ip"]) == (li_at, li_a, UA, "127.0.0.1")
+    assert (acct["li_at_fingerprint"], acct["li_a_fingerprint"], acct["user_agent"], acct["ip"]) == \
+        (fingerprint(li_at), fingerprint(li_a), UA, "127.0.0.1")
     item = service.accounts("u-1")[0]
     assert item["unipile_account_id"] == acct["id"] and item["date_last_cookie"]
     # the next sync answers with the connected state and account id
@@ -103,13 +103,13 @@ def test_account_switch_never_touches_the_first_members_account(service, simulat
     items = {i["plain_id"]: i for i in service.accounts("u-3")}
     assert items["3002"]["auto_connect"] is False and items["3002"]["hold_reason"]
     assert items["3002"]["unipile_account_id"] is None
-    calls = httpx.get(f"{simulator.url}/_sim/calls").json()["items"]
+    calls = sim_get(simulator, "/_sim/calls").json()["items"]
     auth_calls = [c for c in calls if c["method"] == "POST" and c["path"].startswith("/api/v1/accounts")]
-    assert len(auth_calls) == 1 and auth_calls[0]["body"]["access_token"] == a_cookie
-    assert all(c["body"].get("access_token") != b_cookie for c in calls if c.get("body"))
+    assert len(auth_calls) == 1 and auth_calls[0]["body"]["access_token"] == fingerprint(a_cookie)
+    assert all(c["body"].get("access_token") != fingerprint(b_cookie) for c in calls if c.get("body"))
     # member A's account in Unipile still holds A's cookie only
     acct = next(a for a in sim_accounts(simulator) if a["id"] == a_account)
-    assert acct["li_at"] == a_cookie
+    assert acct["li_at_fingerprint"] == fingerprint(a_cookie)
 
 
 def test_several_accounts_per_user_when_allowed(service_factory, simulator) -> None:
@@ -122,8 +122,8 @@ def test_several_accounts_per_user_when_allowed(service_factory, simulator) -> N
     svc.sync(token, li_at="AQEDAR-multi-B-cookie", plain_id="4002")
     assert settled(svc, "u-4", "4001") == "connected"
     assert settled(svc, "u-4", "4002") == "connected"
-    accounts = {a["li_at"]: a for a in sim_accounts(simulator)}
-    assert accounts["AQEDAR-multi-A-cookie"]["id"] != accounts["AQEDAR-multi-B-cookie"]["id"]
+    accounts = {a["li_at_fingerprint"]: a for a in sim_accounts(simulator)}
+    assert accounts[fingerprint("AQEDAR-multi-A-cookie")]["id"] != accounts[fingerprint("AQEDAR-multi-B-cookie")]["id"]
 
 
 def test_pairing_code_is_single_use_and_tokens_revocable(service) -> None:
@@ -164,7 +164,7 @@ def test_erase_user_removes_everything(service, simulator) -> None:
     settled(service, "u-6b", "6002")
     r = service.integrator("DELETE", "/v1/users/u-6b", params={"delete_in_unipile": "true"})
     assert r.status_code == 200 and len(r.json()["unipile_accounts_deleted"]) == 1
-    assert [a["li_at"] for a in sim_accounts(simulator)] == ["AQEDAR-erase-me-cookie"]
+    assert [a["li_at_fingerprint"] for a in sim_accounts(simulator)] == [fingerprint("AQEDAR-erase-me-cookie")]
 
 
 def test_no_cookie_value_in_database_file_logs_or_responses(service, simulator, caplog) -> None:

@@ -8,7 +8,7 @@ import socket
 import httpx
 from litestar import Litestar, get, post
 
-from cookiesync.serving import CoalescingHttpToolsProtocol, uvicorn_options
+from cookiesync.serving import BoundedHttpToolsProtocol, uvicorn_options
 from tests.support.servers import ServerThread
 
 
@@ -47,7 +47,7 @@ def _read_responses(sock: socket.socket, count: int) -> list[bytes]:
 
 
 def test_production_protocol_speaks_http11() -> None:
-    assert uvicorn_options()["http"] is CoalescingHttpToolsProtocol
+    assert uvicorn_options()["http"].func is BoundedHttpToolsProtocol  # a subclass of the coalescing one
     app = Litestar([small, large, echo])
     with ServerThread(app) as srv:
         with httpx.Client(base_url=srv.url) as client:  # keep-alive: several requests, one connection

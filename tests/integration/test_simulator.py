@@ -10,9 +10,12 @@ import httpx
 import pytest
 
 from cookiesync.simulator.app import SimulatorConfig, create_simulator_app
+from cookiesync.simulator.redact import fingerprint
 from tests.support.servers import ServerThread, free_port
 
 KEY = "sim-test-key"
+TOKEN = "sim-test-control-token"
+CONTROL = {"X-Sim-Token": TOKEN}
 JSON_CT = "application/json; charset=utf-8"
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 
@@ -56,7 +59,7 @@ class Receiver:
 @pytest.fixture(scope="module")
 def server():
     port = free_port()
-    app = create_simulator_app(SimulatorConfig(api_key=KEY, public_url=f"http://127.0.0.1:{port}"))
+    app = create_simulator_app(SimulatorConfig(api_key=KEY, control_token=TOKEN, public_url=f"http://127.0.0.1:{port}"))
     with ServerThread(app, port=port) as srv:
         yield srv
 
@@ -78,7 +81,7 @@ def receiver(receiver_server):
 
 @pytest.fixture
 def sim(server):
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, headers=CONTROL, timeout=10) as client:
         client.post("/_sim/reset").raise_for_status()
         client.post("/_sim/config", json={"latency_ms": 0, "webhook_url": None, "webhook_secret": None,
                                           "webhook_header": "Unipile-Auth", "timeout_s": 30.0}).raise_for_status()
@@ -180,7 +183,8 @@ def test_create_then_account_shapes_and_identity(sim) -> None:
     assert api(sim, "GET", "/users/me").json()["type"] == "errors/missing_parameters"
 
     internal = sim_account(sim, account_id)
-    assert internal["li_at"] == "AQEDAR-alice" and internal["li_a"] == "AQJ-premium"
+    assert internal["li_at_fingerprint"] == fingerprint("AQEDAR-alice")
+    assert internal["li_a_fingerprint"] == fingerprint("AQJ-premium")
     assert internal["user_agent"] == UA and internal["ip"] == "203.0.113.9"
     assert internal["plain_id"] == "4242" and internal["provider_id"] == "ACoAAAlice0001"
     assert internal["status"] == "OK"
@@ -188,7 +192,8 @@ def test_create_then_account_shapes_and_identity(sim) -> None:
     calls = sim.get("/_sim/calls").json()["items"]
     first = calls[0]
     assert first["method"] == "POST" and first["path"] == "/api/v1/accounts" and first["status"] == 201
-    assert first["body"]["access_token"] == "AQEDAR-alice" and first["account_id"] == account_id
+    assert first["body"]["access_token"] == fingerprint("AQEDAR-alice") and first["account_id"] == account_id
+    assert first["body"]["premium_token"] == fingerprint("AQJ-premium")
     assert [c["seq"] for c in calls] == sorted(c["seq"] for c in calls)
 
 
@@ -335,14 +340,14 @@ def test_checkpoint_on_reconnect_solves_to_account_reconnected(sim) -> None:
     assert r.status_code == 202
     assert r.json() == {"object": "Checkpoint", "account_id": account_id,
                         "checkpoint": {"type": "2FA", "source": "SMS"}}
-    assert sim_account(sim, account_id)["li_at"] == "AQEDAR-rc-old"  # not yet
+    assert sim_account(sim, account_id)["li_at_fingerprint"] == fingerprint("AQEDAR-rc-old")  # not yet
     other = api(sim, "POST", "/accounts/checkpoint", json={"account_id": account_id, "provider": "LINKEDIN",
                                                             "code": "TRY_ANOTHER_WAY"})
     assert other.status_code == 202 and other.json()["checkpoint"]["type"] == "OTP"
     ok = api(sim, "POST", "/accounts/checkpoint", json={"account_id": account_id, "provider": "LINKEDIN",
                                                          "code": "654321"})
     assert ok.status_code == 201 and ok.json() == {"object": "AccountReconnected", "account_id": account_id}
-    assert sim_account(sim, account_id)["li_at"] == "AQEDAR-rc-new"
+    assert sim_account(sim, account_id)["li_at_fingerprint"] == fingerprint("AQEDAR-rc-new")
 
 
 def test_in_app_validation_approved_through_control_api(sim, receiver) -> None:
@@ -364,7 +369,7 @@ def test_reconnect_updates_credentials_and_checks_the_member(sim) -> None:
 
     wrong = api(sim, "POST", f"/accounts/{account_id}", json=body("AQEDAR-m2-a"))
     assert wrong.status_code == 401 and wrong.json()["type"] == "errors/wrong_account"
-    assert sim_account(sim, account_id)["li_at"] == "AQEDAR-m1-a"
+    assert sim_account(sim, account_id)["li_at_fingerprint"] == fingerprint("AQEDAR-m1-a")
 
     # an unknown cookie is taken as the account's own member
     r = api(sim, "POST", f"/accounts/{account_id}",
@@ -372,8 +377,8 @@ def test_reconnect_updates_credentials_and_checks_the_member(sim) -> None:
                       user_agent="NewUA/2"))
     assert r.status_code == 201 and r.json() == {"object": "AccountReconnected", "account_id": account_id}
     internal = sim_account(sim, account_id)
-    assert (internal["li_at"], internal["li_a"], internal["ip"], internal["user_agent"]) == \
-        ("AQEDAR-m1-fresh", "AQJ-2", "198.51.100.7", "NewUA/2")
+    assert (internal["li_at_fingerprint"], internal["li_a_fingerprint"], internal["ip"], internal["user_agent"]) == \
+        (fingerprint("AQEDAR-m1-fresh"), fingerprint("AQJ-2"), "198.51.100.7", "NewUA/2")
     assert internal["plain_id"] == "1111"
 
     missing = api(sim, "POST", "/accounts/doesNotExist0000000000", json=body("AQEDAR-m1-a"))
@@ -566,7 +571,7 @@ def test_mounted_under_a_prefix_like_the_embedded_demo() -> None:
 
     from cookiesync.simulator.app import simulator_mount
 
-    mounted = simulator_mount("/unipile-sim", create_simulator_app(SimulatorConfig(api_key=KEY)))
+    mounted = simulator_mount("/unipile-sim", create_simulator_app(SimulatorConfig(api_key=KEY, control_token=TOKEN)))
 
     with ServerThread(Litestar(route_handlers=[mounted])) as srv:
         base = srv.url + "/unipile-sim"
@@ -579,5 +584,6 @@ def test_mounted_under_a_prefix_like_the_embedded_demo() -> None:
         assert url.startswith(base + "/hosted/")
         assert "sim-hosted-submit" in httpx.get(url).text
         assert httpx.post(url).status_code == 200
-        calls = httpx.get(base + "/_sim/calls").json()["items"]
+        assert httpx.get(base + "/_sim/calls").status_code == 401
+        calls = httpx.get(base + "/_sim/calls", headers=CONTROL).json()["items"]
         assert [c["path"] for c in calls] == ["/api/v1/accounts", "/api/v1/hosted/accounts/link"]

@@ -1,4 +1,4 @@
-"""The support console over real sockets: staff login (sessions, CSRF, lock-out), every
+"""The support console over real sockets: staff login (sessions, CSRF, throttling), every
 page and action, the JSON API, and that no cookie value or token ever reaches a page.
 
 The service under test talks to a Unipile that is not there (a closed port): every
@@ -248,20 +248,25 @@ def test_wrong_password_and_login_form_csrf(console) -> None:
     stranger.close()
 
 
-def test_lockout_after_repeated_failures_per_email(console) -> None:
-    from cookiesync.domain.support import staff
+def test_failures_slow_the_account_from_that_address_only(console, monkeypatch) -> None:
+    from datetime import timedelta
 
+    from cookiesync.domain.support import staff
+    from cookiesync.domain.throttle.policy import Backoff
+
+    # the delay after the free attempts: 10 minutes here (2 s by default), so the next try is inside it
+    monkeypatch.setattr(staff.POLICY, "per_account_address", Backoff(free=5, first_delay=timedelta(minutes=10)))
     add_staff(console, "locked@example.com", "viewer")
     attacker = StaffClient(console)
-    for _ in range(staff.POLICY.email_limit):
+    for _ in range(5):
         assert attacker.login("locked@example.com", password="guess-guess-guess").status_code == 401
-    # now even the right password is refused, from this address and from any other
+    # from this address even the right password waits out the delay...
     r = attacker.login("locked@example.com")
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 60 and "too many failed sign-ins" in r.text
+    # ...but it is no lock-out: the owner signs in from another address, other staff from this one
     elsewhere = StaffClient(console)
-    assert elsewhere.login("locked@example.com").status_code == 429
-    # other staff are not locked out by it
-    assert elsewhere.login("viewer@example.com").status_code == 303
+    assert elsewhere.login("locked@example.com").status_code == 303
+    assert attacker.login("viewer@example.com").status_code == 303
     attacker.close()
     elsewhere.close()
 
@@ -295,8 +300,8 @@ def test_production_mode_sets_secure_host_cookies(tmp_path) -> None:
     from cookiesync.security import new_key_entry
 
     svc = start_console(tmp_path, mode="production", database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
-                        encryption_keys=new_key_entry("k1"), signing_secret="s" * 40, webhook_secret="w" * 30,
-                        hosted_auth_secret="h" * 30)
+                        encryption_keys=new_key_entry("k1"), signing_secret="s" * 43, webhook_secret="w" * 32,
+                        hosted_auth_secret="h" * 32)
     try:
         client = StaffClient(svc)
         page = client.get("/support/login")

@@ -2,10 +2,8 @@
 at the service, Unipile's status webhook fired for it, and retry intervals shrunk to seconds."""
 from __future__ import annotations
 
-import httpx
-
 from tests.support.service import settled
-from tests.support.simulator import sim_script
+from tests.support.simulator import sim_post, sim_script
 
 INTERVAL = 0.8
 
@@ -17,7 +15,7 @@ def connect_one(svc, sim, user_id: str, plain_id: str, li_at: str, outcomes: lis
     assert svc.sync(token, li_at=li_at, plain_id=plain_id).status_code == 200
     assert settled(svc, user_id, plain_id) == "connected"
     account_id = svc.accounts(user_id)[0]["unipile_account_id"]
-    httpx.post(f"{sim.url}/_sim/config", json={
+    sim_post(sim, "/_sim/config", json={
         "webhook_url": f"{svc.url}/v1/webhooks/unipile/account-status",
         "webhook_header": svc.settings.webhook_header, "webhook_secret": svc.settings.webhook_secret,
     }).raise_for_status()
@@ -25,7 +23,7 @@ def connect_one(svc, sim, user_id: str, plain_id: str, li_at: str, outcomes: lis
 
 
 def fire(sim, account_id: str, message: str = "CREDENTIALS") -> dict:
-    r = httpx.post(f"{sim.url}/_sim/accounts/{account_id}/status", json={"message": message})
+    r = sim_post(sim, f"/_sim/accounts/{account_id}/status", json={"message": message})
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -24,11 +24,12 @@ def free_port() -> int:
 class ServerThread:
     """Context manager: `with ServerThread(app) as srv: httpx.get(srv.url + "/x")`."""
 
-    def __init__(self, app: Any, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: Any, port: int | None = None, host: str = "127.0.0.1", settings: Any = None) -> None:
         self.host = host
         self.port = port or free_port()
-        # the production server's options (cookiesync.serving): every test runs on them
-        config = uvicorn.Config(app, host=host, port=self.port, lifespan="on", **uvicorn_options())
+        # the production server's options (cookiesync.serving): every test runs on them, with the
+        # request limits of `settings` (None: the defaults)
+        config = uvicorn.Config(app, host=host, port=self.port, lifespan="on", **uvicorn_options(settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -83,7 +83,7 @@ def start_service(settings: Settings, port: int | None = None) -> Service:
     settings = ensure_local_secrets(settings, say=lambda m: None)
     migrate(settings.database)
     key = asyncio.run(create_api_key(settings, "tests"))
-    server = ServerThread(create_app(settings), port=port).start()
+    server = ServerThread(create_app(settings), port=port, settings=settings).start()
     return Service(settings, server, key)
 
 

@@ -1,9 +1,28 @@
-"""Scripting the Unipile simulator (`simulator` fixture) through its /_sim control API."""
+"""Scripting the Unipile simulator (`simulator` fixture) through its /_sim control API, which
+answers only with the simulator's control token (`X-Sim-Token`). It shows cookies as their
+fingerprints: compare with `fingerprint(value)`."""
 from __future__ import annotations
 
 import httpx
 
+from cookiesync.simulator.redact import fingerprint
+from cookiesync.simulator.transport import CONTROL_TOKEN_HEADER
 from tests.support.service import USED_SECRETS
+
+__all__ = ["fingerprint", "sim_get", "sim_post", "sim_script"]
+
+
+def sim_headers(sim) -> dict[str, str]:
+    return {CONTROL_TOKEN_HEADER: sim.control_token}
+
+
+def sim_get(sim, path: str, **kw) -> httpx.Response:
+    """`GET {sim.url}{path}` with the control token, e.g. `sim_get(sim, "/_sim/accounts")`."""
+    return httpx.get(f"{sim.url}{path}", headers=sim_headers(sim), **kw)
+
+
+def sim_post(sim, path: str, **kw) -> httpx.Response:
+    return httpx.post(f"{sim.url}{path}", headers=sim_headers(sim), **kw)
 
 
 def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None,
@@ -14,5 +33,5 @@ def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None
         body["outcomes"] = outcomes
     if latency_ms is not None:
         body["latency_ms"] = latency_ms
-    r = httpx.post(f"{sim.url}/_sim/cookies", json=body)
+    r = sim_post(sim, "/_sim/cookies", json=body)
     assert r.status_code in (200, 201), r.text

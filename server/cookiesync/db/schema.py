@@ -232,12 +232,18 @@ staff_sessions = sa.Table(
     sa.Column("user_agent", sa.String(300)),
 )
 
-login_failures = sa.Table(
-    "login_failures", metadata,
-    sa.Column("key", sa.String(400), primary_key=True),               # "email:<addr>" | "ip:<addr>"
-    sa.Column("failures", sa.Integer, nullable=False),
+# Attempt throttles (domain/throttle): one row a key, e.g. "pair:<address>",
+# "login:<email>|<address>", "login-from:<address>". An attempt is reserved here before it is
+# checked; the statements are in db/throttle_sql.py.
+throttles = sa.Table(
+    "throttles", metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("subject", sa.String(320), index=True),       # the staff email it throttles (`staff unlock`)
+    sa.Column("attempts", sa.Integer, nullable=False),       # reserved in this window: failures + in flight
     sa.Column("window_start", UTCDateTime, nullable=False),
-    sa.Column("locked_until", UTCDateTime),
+    sa.Column("next_at", UTCDateTime),                       # no attempt before this (progressive delay)
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),  # meaningless after: dropped on write
+    sa.Column("version", sa.Integer, nullable=False),        # bumped by every write: the reservation's guard
 )
 
 # Indexes the console's lists and overview rely on (100k+ links, no full scans per page).

@@ -84,7 +84,7 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
     sim = sim_of(request)
     reconnect = account_id is not None
     creds = validate_auth_body(await json_object(request), reconnect)
-    keys = {("cookie", creds.li_at)} | ({("account", account_id)} if reconnect else set())
+    keys = {("cookie", creds.li_at_fp)} | ({("account", account_id)} if reconnect else set())
     async with sim.lock:
         if reconnect:
             account_of(sim, account_id)
@@ -93,8 +93,8 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
         sim.in_progress |= keys
         sim.auth_in_flight += 1
         sim.auth_in_flight_peak = max(sim.auth_in_flight_peak, sim.auth_in_flight)
-        outcome = sim.next_outcome(creds.li_at, account_id)
-        latency_ms = sim.latency_for(creds.li_at)
+        outcome = sim.next_outcome(creds.li_at_fp, account_id)
+        latency_ms = sim.latency_for(creds.li_at_fp)
     try:
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000)
@@ -112,10 +112,10 @@ async def _authenticate(request: Request, account_id: str | None) -> Response:
 
 
 def _created(sim: SimState, creds: Credentials, outcome: str) -> Response:
-    member = sim.cookie_member(creds.li_at)
+    member = sim.cookie_member(creds.li_at_fp)
     if member is None:
-        member = sim.member(plain_id_for_cookie(creds.li_at))
-        sim.cookie(creds.li_at).plain_id = member.plain_id
+        member = sim.member(plain_id_for_cookie(creds.li_at_fp))
+        sim.cookie(creds.li_at_fp).plain_id = member.plain_id
     account = Account(id=new_id(), plain_id=member.plain_id, creds=creds)
     sim.accounts[account.id] = account
     if outcome.startswith("checkpoint:"):
@@ -129,11 +129,11 @@ def _created(sim: SimState, creds: Credentials, outcome: str) -> Response:
 
 def _reconnected(sim: SimState, account_id: str, creds: Credentials, outcome: str) -> Response:
     account = account_of(sim, account_id)  # 404: deleted while we were "talking to LinkedIn"
-    member = sim.cookie_member(creds.li_at)
+    member = sim.cookie_member(creds.li_at_fp)
     if member is not None and member.plain_id != account.plain_id:
         return err(*error_for("wrong_account"))
     if member is None:  # an unknown cookie is taken as the account's own member
-        sim.cookie(creds.li_at).plain_id = account.plain_id
+        sim.cookie(creds.li_at_fp).plain_id = account.plain_id
     if outcome.startswith("checkpoint:"):
         account.checkpoint = Checkpoint("reconnect", checkpoint_body(outcome), creds)
         return jresp({"object": "Checkpoint", "account_id": account.id, "checkpoint": account.checkpoint.body}, 202)
@@ -220,5 +220,5 @@ async def users_me(request: Request) -> Response:
     return jresp({"object": "AccountOwnerProfile", "provider": "LINKEDIN", "provider_id": m.provider_id,
                   "entity_urn": f"urn:li:fsd_profile:{m.provider_id}", "object_urn": f"urn:li:member:{m.plain_id}",
                   "first_name": first, "last_name": last, "public_identifier": m.public_identifier,
-                  "profile_picture_url": None, "premium": bool(account.creds and account.creds.li_a),
+                  "profile_picture_url": None, "premium": bool(account.creds and account.creds.li_a_fp),
                   "occupation": "Simulated member", "location": None})

@@ -9,7 +9,8 @@ repository), one module per section:
 - ``checkpoints``: §3, solve and resend;
 - ``webhooks``: §6, webhook registration and account-status webhook delivery;
 - ``hosted``: §7, hosted-auth links with a clickable page;
-- ``control``: the ``/_sim`` control API (no API key) that scripts and inspects it;
+- ``control``: the ``/_sim`` control API (its own token, ``X-Sim-Token``) that scripts and inspects it;
+- ``redact``: the fingerprints it keeps and shows in place of cookies and secrets;
 - ``responses`` and ``inputs``: the answer and error shapes of §5, request-body checks, paging;
 - ``state``: the in-memory model all of them read and change.
 
@@ -32,20 +33,7 @@ from cookiesync.simulator.accounts import (
     users_me,
 )
 from cookiesync.simulator.checkpoints import resend_checkpoint, solve_checkpoint
-from cookiesync.simulator.control import (
-    sim_account_status,
-    sim_accounts,
-    sim_approve,
-    sim_calls,
-    sim_config,
-    sim_cookies,
-    sim_deliveries,
-    sim_get_config,
-    sim_hosted_links,
-    sim_outcomes,
-    sim_reset,
-    sim_stats,
-)
+from cookiesync.simulator.control import CONTROL
 from cookiesync.simulator.hosted import hosted_link, hosted_page, hosted_submit
 from cookiesync.simulator.responses import BadRequest, NotFound, bad_request, http_exception, missing, unexpected
 from cookiesync.simulator.state import SimState, SimulatorConfig
@@ -62,9 +50,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Litestar:
         route_handlers=[
             create_account, reconnect_account, list_accounts, get_account, delete_account, restart_account,
             solve_checkpoint, resend_checkpoint, users_me, hosted_link, list_webhooks, create_webhook,
-            delete_webhook, hosted_page, hosted_submit, sim_reset, sim_get_config, sim_stats, sim_config, sim_cookies,
-            sim_outcomes, sim_calls, sim_accounts, sim_account_status, sim_approve, sim_hosted_links,
-            sim_deliveries,
+            delete_webhook, hosted_page, hosted_submit, CONTROL,
         ],
         exception_handlers={BadRequest: bad_request, NotFound: missing, HTTPException: http_exception,
                             Exception: unexpected},

@@ -1,19 +1,26 @@
-"""The control API under ``/_sim`` (no API key, not in the OpenAPI schema), for tests and the demo:
+"""The control API under ``/_sim`` (``CONTROL``; not in the OpenAPI schema), for tests and the demo:
 reset, configuration, scripted outcomes and latency per cookie, account or globally (fault
 injection), account status changes with their webhooks, checkpoint approval, and inspection of
-calls, accounts, hosted links and webhook deliveries."""
+calls, accounts, hosted links and webhook deliveries.
+
+Every request needs the simulator's control token in ``X-Sim-Token``: `transport.SimulatorApp`
+checks it in front of the router, for every path that is not the Unipile API or the hosted-auth
+page, so no route here can be left open. No answer carries a cookie or a secret: cookies are kept
+as fingerprints, and secrets are shown as theirs (`redact`)."""
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, Router, get, post
 
 from cookiesync.simulator.checkpoints import solve
 from cookiesync.simulator.inputs import account_of, check_fields, json_object, sim_of, want
+from cookiesync.simulator.redact import fingerprint, maybe_fingerprint, scrub
 from cookiesync.simulator.responses import BadRequest, err, jresp
 from cookiesync.simulator.state import (
     MUTABLE_CONFIG,
+    SECRET_CONFIG,
     STATUS_MESSAGES,
     OutcomeError,
     SimState,
@@ -33,10 +40,11 @@ def _outcomes(value: Any) -> list[str]:
 
 
 def _config_json(sim: SimState) -> dict:
-    return msgspec.to_builtins(sim.config)
+    shown = msgspec.to_builtins(sim.config)
+    return scrub(shown) | {name: maybe_fingerprint(shown[name]) for name in SECRET_CONFIG}
 
 
-@post("/_sim/reset", status_code=200, include_in_schema=False)
+@post("/reset", status_code=200)
 async def sim_reset(request: Request) -> Response:
     sim = sim_of(request)
     async with sim.lock:
@@ -44,19 +52,19 @@ async def sim_reset(request: Request) -> Response:
     return jresp({"ok": True})
 
 
-@get("/_sim/config", include_in_schema=False)
+@get("/config")
 async def sim_get_config(request: Request) -> Response:
     return jresp(_config_json(sim_of(request)))
 
 
-@get("/_sim/stats", include_in_schema=False)
+@get("/stats")
 async def sim_stats(request: Request) -> Response:
     sim = sim_of(request)
     return jresp({"auth_in_flight": sim.auth_in_flight, "auth_in_flight_peak": sim.auth_in_flight_peak,
-                  "calls": len(sim.calls)})
+                  "calls": len(sim.calls), "calls_total": sim.seq})
 
 
-@post("/_sim/config", status_code=200, include_in_schema=False)
+@post("/config", status_code=200)
 async def sim_config(request: Request) -> Response:
     sim = sim_of(request)
     body = await json_object(request)
@@ -70,7 +78,7 @@ async def sim_config(request: Request) -> Response:
     return jresp(_config_json(sim))
 
 
-@post("/_sim/cookies", status_code=200, include_in_schema=False)
+@post("/cookies", status_code=200)
 async def sim_cookies(request: Request) -> Response:
     sim = sim_of(request)
     body = await json_object(request)
@@ -82,7 +90,7 @@ async def sim_cookies(request: Request) -> Response:
     if body.get("provider_id") and not body.get("plain_id"):
         raise BadRequest("missing_parameters", "provider_id needs plain_id.")
     async with sim.lock:
-        entry = sim.cookie(body["li_at"])
+        entry = sim.cookie(fingerprint(body["li_at"]))
         member = None
         if body.get("plain_id"):
             member = sim.member(body["plain_id"], body.get("provider_id"), body.get("name"))
@@ -94,7 +102,7 @@ async def sim_cookies(request: Request) -> Response:
     return jresp(entry.as_dict() | {"member": member.as_dict() if member else None})
 
 
-@post("/_sim/outcomes", status_code=200, include_in_schema=False)
+@post("/outcomes", status_code=200)
 async def sim_outcomes(request: Request) -> Response:
     sim = sim_of(request)
     body = await json_object(request)
@@ -107,18 +115,18 @@ async def sim_outcomes(request: Request) -> Response:
     return jresp({"account_id": account_id, "outcomes": list(queue)})
 
 
-@get("/_sim/calls", include_in_schema=False)
+@get("/calls")
 async def sim_calls(request: Request) -> Response:
-    return jresp({"items": sim_of(request).calls})
+    return jresp({"items": list(sim_of(request).calls)})
 
 
-@get("/_sim/accounts", include_in_schema=False)
+@get("/accounts")
 async def sim_accounts(request: Request) -> Response:
     sim = sim_of(request)
     return jresp({"items": [sim.account_internal(a) for a in sim.accounts.values()]})
 
 
-@post("/_sim/accounts/{account_id:str}/status", status_code=200, include_in_schema=False)
+@post("/accounts/{account_id:str}/status", status_code=200)
 async def sim_account_status(request: Request, account_id: str) -> Response:
     """Set an account's status and fire the account-status webhook(s); answers the deliveries."""
     sim = sim_of(request)
@@ -140,7 +148,7 @@ async def sim_account_status(request: Request, account_id: str) -> Response:
     return jresp({"account_id": account_id, "message": message, "status": status, "deliveries": deliveries})
 
 
-@post("/_sim/accounts/{account_id:str}/approve", status_code=200, include_in_schema=False)
+@post("/accounts/{account_id:str}/approve", status_code=200)
 async def sim_approve(request: Request, account_id: str) -> Response:
     """The member approves a pending checkpoint in the LinkedIn app (IN_APP_VALIDATION)."""
     sim = sim_of(request)
@@ -151,11 +159,17 @@ async def sim_approve(request: Request, account_id: str) -> Response:
         return solve(sim, account, webhooks=True)
 
 
-@get("/_sim/hosted-links", include_in_schema=False)
+@get("/hosted-links")
 async def sim_hosted_links(request: Request) -> Response:
     return jresp({"items": [link.as_dict() for link in sim_of(request).hosted.values()]})
 
 
-@get("/_sim/webhook-deliveries", include_in_schema=False)
+@get("/webhook-deliveries")
 async def sim_deliveries(request: Request) -> Response:
-    return jresp({"items": sim_of(request).deliveries})
+    return jresp({"items": list(sim_of(request).deliveries)})
+
+
+CONTROL = Router(path="/_sim", include_in_schema=False, route_handlers=[
+    sim_reset, sim_get_config, sim_stats, sim_config, sim_cookies, sim_outcomes, sim_calls, sim_accounts,
+    sim_account_status, sim_approve, sim_hosted_links, sim_deliveries,
+])

@@ -12,17 +12,34 @@ import hashlib
 import re
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
 
+from cookiesync.simulator.redact import fingerprint, maybe_fingerprint, scrub
+
+CALLS_MAX = 10_000  # API calls /_sim/calls keeps, the newest (a deque: the oldest fall out)
+DELIVERIES_MAX = 1_000  # webhook and notify_url deliveries /_sim/webhook-deliveries keeps, the newest
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(24)
+
 
 class SimulatorConfig(msgspec.Struct, kw_only=True):
-    """How the simulator behaves. Mutable at run time through ``POST /_sim/config``."""
+    """How the simulator behaves. Mutable at run time through ``POST /_sim/config`` (the fields of
+    ``MUTABLE_CONFIG``); the rest is fixed when the simulator is made."""
 
-    api_key: str = "sim-api-key"
+    # Its Unipile API key (``X-API-KEY``) and the token of its control API (``X-Sim-Token`` on
+    # every request outside ``/api/v1`` and the hosted-auth page): random unless set, so no two
+    # simulators share a key; a test sets both to known values.
+    api_key: str = msgspec.field(default_factory=_new_secret)
+    control_token: str = msgspec.field(default_factory=_new_secret)
+    calls_max: int = CALLS_MAX
+    deliveries_max: int = DELIVERIES_MAX
     public_url: str = ""  # own base URL for hosted-auth pages; "" = derive from the request
     webhook_url: str | None = None
     webhook_header: str = "Unipile-Auth"
@@ -33,6 +50,7 @@ class SimulatorConfig(msgspec.Struct, kw_only=True):
     auth_webhooks: bool = False  # also fire CREATION_SUCCESS / RECONNECTED after API create/reconnect
 
 
+SECRET_CONFIG = ("api_key", "control_token", "webhook_secret")  # shown as fingerprints by /_sim/config
 MUTABLE_CONFIG = ("latency_ms", "webhook_url", "webhook_header", "webhook_secret", "timeout_s",
                   "checkpoint_ttl_s", "auth_webhooks")
 
@@ -135,9 +153,9 @@ def provider_id_for(plain_id: str) -> str:
     return "ACoAA" + _b64(hashlib.sha256(f"member:{plain_id}".encode()).digest())[:34]
 
 
-def plain_id_for_cookie(li_at: str) -> str:
-    """An unregistered cookie gets a member derived from it (same cookie, same member)."""
-    n = int.from_bytes(hashlib.sha256(f"cookie:{li_at}".encode()).digest()[:6], "big")
+def plain_id_for_cookie(li_at_fp: str) -> str:
+    """An unregistered cookie gets a member derived from its fingerprint (same cookie, same member)."""
+    n = int.from_bytes(hashlib.sha256(f"cookie:{li_at_fp}".encode()).digest()[:6], "big")
     return str(100_000_000 + n % 900_000_000)
 
 
@@ -168,22 +186,22 @@ class Member:
 
 @dataclass
 class CookieEntry:
-    li_at: str
+    li_at_fp: str  # the cookie's fingerprint: its value is never kept
     plain_id: str | None = None
     outcomes: list[str] = field(default_factory=list)
     latency_ms: int | None = None
 
     def as_dict(self) -> dict:
-        return {"li_at": self.li_at, "plain_id": self.plain_id, "outcomes": list(self.outcomes),
+        return {"li_at_fingerprint": self.li_at_fp, "plain_id": self.plain_id, "outcomes": list(self.outcomes),
                 "latency_ms": self.latency_ms}
 
 
 @dataclass
 class Credentials:
-    """What a create/reconnect body carried (cookies included: this is a test fake)."""
+    """What a create/reconnect body carried, its cookies and proxy password as fingerprints."""
 
-    li_at: str
-    li_a: str | None = None
+    li_at_fp: str
+    li_a_fp: str | None = None
     user_agent: str | None = None
     ip: str | None = None
     country: str | None = None
@@ -195,8 +213,10 @@ class Credentials:
     @classmethod
     def from_body(cls, body: dict) -> "Credentials":
         country = body.get("country")
-        return cls(li_at=body["access_token"], li_a=body.get("premium_token"), user_agent=body.get("user_agent"),
-                   ip=body.get("ip"), country=country.upper() if country else None, proxy=body.get("proxy"),
+        proxy = scrub(body["proxy"]) if body.get("proxy") else None
+        return cls(li_at_fp=fingerprint(body["access_token"]), li_a_fp=maybe_fingerprint(body.get("premium_token")),
+                   user_agent=body.get("user_agent"), ip=body.get("ip"), country=country.upper() if country else None,
+                   proxy=proxy,
                    recruiter_contract_id=body.get("recruiter_contract_id"),
                    disabled_features=list(body.get("disabled_features") or []), sync_limit=body.get("sync_limit"))
 
@@ -251,7 +271,7 @@ class HostedLink:
 
     def as_dict(self) -> dict:
         expired = self.status == "pending" and datetime.now(timezone.utc) > self.expires_at
-        return {"token": self.token, "url": self.url, "body": self.body, "created_at": self.created_at,
+        return {"token": self.token, "url": self.url, "body": scrub(self.body), "created_at": self.created_at,
                 "expires_on": self.body.get("expiresOn"), "status": "expired" if expired else self.status,
                 "completed_at": self.completed_at, "account_id": self.account_id or self.body.get("reconnect_account"),
                 "notify": self.notify, "webhooks": self.webhooks}
@@ -272,8 +292,8 @@ class SimState:
         self.global_outcomes: list[str] = []
         self.webhooks: dict[str, Webhook] = {}
         self.hosted: dict[str, HostedLink] = {}
-        self.calls: list[dict] = []
-        self.deliveries: list[dict] = []
+        self.calls: deque[dict] = deque(maxlen=self.config.calls_max)
+        self.deliveries: deque[dict] = deque(maxlen=self.config.deliveries_max)
         self.in_progress: set[tuple[str, str]] = set()
         self.auth_in_flight = 0       # connect/reconnect calls being answered now
         self.auth_in_flight_peak = 0  # the most at once since the last reset (a client's limit shows here)
@@ -290,18 +310,19 @@ class SimState:
             m.name = name or m.name
         return m
 
-    def cookie(self, li_at: str) -> CookieEntry:
-        entry = self.cookies.get(li_at)
+    # Cookies are known by their fingerprints (`Credentials.li_at_fp`, `redact.fingerprint`).
+    def cookie(self, li_at_fp: str) -> CookieEntry:
+        entry = self.cookies.get(li_at_fp)
         if entry is None:
-            entry = self.cookies[li_at] = CookieEntry(li_at)
+            entry = self.cookies[li_at_fp] = CookieEntry(li_at_fp)
         return entry
 
-    def cookie_member(self, li_at: str) -> Member | None:
-        entry = self.cookies.get(li_at)
+    def cookie_member(self, li_at_fp: str) -> Member | None:
+        entry = self.cookies.get(li_at_fp)
         return self.members.get(entry.plain_id) if entry and entry.plain_id else None
 
-    def next_outcome(self, li_at: str, account_id: str | None) -> str:
-        queues = [self.cookies[li_at].outcomes if li_at in self.cookies else None,
+    def next_outcome(self, li_at_fp: str, account_id: str | None) -> str:
+        queues = [self.cookies[li_at_fp].outcomes if li_at_fp in self.cookies else None,
                   self.account_outcomes.get(account_id) if account_id else None,
                   self.global_outcomes]
         for q in queues:
@@ -309,8 +330,8 @@ class SimState:
                 return take(q) or "ok"
         return "ok"
 
-    def latency_for(self, li_at: str) -> int:
-        entry = self.cookies.get(li_at)
+    def latency_for(self, li_at_fp: str) -> int:
+        entry = self.cookies.get(li_at_fp)
         if entry and entry.latency_ms is not None:
             return entry.latency_ms
         return self.config.latency_ms
@@ -318,9 +339,9 @@ class SimState:
     # --- views -------------------------------------------------------------------
     def account_json(self, a: Account) -> dict:
         m = self.members[a.plain_id]
-        c = a.creds or Credentials(li_at="")
+        c = a.creds or Credentials(li_at_fp="")
         features = []
-        if c.li_a and "linkedin_sales_navigator" not in c.disabled_features:
+        if c.li_a_fp and "linkedin_sales_navigator" not in c.disabled_features:
             features.append("sales_navigator")
         if c.recruiter_contract_id and "linkedin_recruiter" not in c.disabled_features:
             features.append("recruiter")
@@ -330,7 +351,7 @@ class SimState:
             proxy = {"country": c.country or "US"}
         im = {"id": m.provider_id, "publicIdentifier": m.public_identifier, "username": m.name,
               "connection_method": a.connection_method,
-              "premiumId": ("sim-premium-" + hashlib.sha256(c.li_a.encode()).hexdigest()[:12]) if c.li_a else None,
+              "premiumId": ("sim-premium-" + c.li_a_fp.removeprefix("sha256:")[:12]) if c.li_a_fp else None,
               "premiumFeatures": features, "premiumContractId": c.recruiter_contract_id,
               "organizations": [], "proxy": proxy}
         return {"object": "Account", "type": "LINKEDIN", "id": a.id, "name": m.name, "created_at": a.created_at,
@@ -339,10 +360,11 @@ class SimState:
 
     def account_internal(self, a: Account) -> dict:
         m = self.members[a.plain_id]
-        c = a.creds or Credentials(li_at="")
+        c = a.creds or Credentials(li_at_fp="")
         cp = a.checkpoint
         return {"id": a.id, "status": a.status, "created_at": a.created_at, "plain_id": m.plain_id,
-                "provider_id": m.provider_id, "name": m.name, "li_at": c.li_at or None, "li_a": c.li_a,
+                "provider_id": m.provider_id, "name": m.name, "li_at_fingerprint": c.li_at_fp or None,
+                "li_a_fingerprint": c.li_a_fp,
                 "user_agent": c.user_agent, "ip": c.ip, "country": c.country, "proxy": c.proxy,
                 "recruiter_contract_id": c.recruiter_contract_id, "disabled_features": c.disabled_features,
                 "connection_method": a.connection_method, "reconnects": a.reconnects,

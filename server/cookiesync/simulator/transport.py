@@ -1,10 +1,16 @@
 """Contract §0 (transport): the ``/api/v1`` base path and the ``X-API-KEY`` check, in a thin ASGI
-layer in front of the routes that also logs every API call (``/_sim/calls``), adds the configured
-latency and marks each answer with ``x-unipile-simulator: 1``."""
+layer in front of the routes that also logs every API call (``/_sim/calls``, cookies and secrets
+as fingerprints), adds the configured latency and marks each answer with ``x-unipile-simulator: 1``.
+
+The same layer asks the control token (``X-Sim-Token``) of every other request but the hosted-auth
+page, so the control API (and any route added later) cannot be reached without it. Both checks
+read the path as the router will (repeated slashes and dot segments resolved): the router treats
+``/api//v1/accounts`` as ``/api/v1/accounts``, so a check on the raw path could be walked around."""
 from __future__ import annotations
 
 import asyncio
 import hmac
+import posixpath
 import re
 import urllib.parse
 from typing import Any
@@ -13,11 +19,16 @@ import msgspec
 from litestar import Litestar
 from litestar.utils.scope.state import CONNECTION_STATE_KEY
 
+from cookiesync.simulator.redact import fingerprint, scrub
 from cookiesync.simulator.responses import JSON_CT
 from cookiesync.simulator.state import SimState, iso_now
 
 API = "/api/v1"
+HOSTED = "/hosted/"  # the page a user's browser opens: no key, like account.unipile.com (contract §7)
+CONTROL_TOKEN_HEADER = "X-Sim-Token"
 MISSING_CREDENTIALS = {"status": 401, "type": "errors/missing_credentials", "title": "Missing credentials"}
+MISSING_CONTROL_TOKEN = MISSING_CREDENTIALS | {
+    "detail": f"The simulator's control API needs its token in the {CONTROL_TOKEN_HEADER} header."}
 AUTH_PATH = re.compile(r"^/api/v1/accounts(?:/(?!checkpoint/?$)[^/]+)?/?$")
 ACCOUNT_IN_PATH = re.compile(r"^/api/v1/accounts/(?!checkpoint(?:/|$))([^/]+)")
 
@@ -30,6 +41,26 @@ def _account_in(path: str, body: Any, query: str) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("reconnect_account"), str):
         return body["reconnect_account"]
     return (urllib.parse.parse_qs(query).get("account_id") or [None])[0]
+
+
+def routed_path(path: str) -> str:
+    """The path as the router matches it: one slash between segments, ``.``/``..`` resolved."""
+    return "/" + posixpath.normpath(path).lstrip("/") if path else "/"
+
+
+def _header(scope: dict, name: bytes) -> bytes:
+    return next((v for k, v in scope["headers"] if k == name), b"")
+
+
+def _authorized(given: bytes, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given, expected.encode())
+
+
+async def _refuse(send, answer: dict) -> None:
+    body = msgspec.json.encode(answer)
+    await send({"type": "http.response.start", "status": 401,
+                "headers": [(b"content-type", JSON_CT.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _mount_prefix(scope: dict) -> str:
@@ -62,12 +93,19 @@ class SimulatorApp(Litestar):
                 message["headers"] = [*message.get("headers", []), (b"x-unipile-simulator", b"1")]
             await send(message)
 
-        if scope["type"] != "http" or not scope["path"].startswith(API + "/"):
-            await super().__call__(scope, receive, marked_send)
+        if scope["type"] != "http":
+            return  # no websocket routes: a connection nobody accepts is closed by the server
+        path = routed_path(scope["path"])
+        if path == API or path.startswith(API + "/"):
+            await self._api_call(scope, receive, marked_send, path)
             return
-        await self._api_call(scope, receive, marked_send)
+        if not path.startswith(HOSTED) and not _authorized(_header(scope, CONTROL_TOKEN_HEADER.lower().encode()),
+                                                           self.state.sim.config.control_token):
+            await _refuse(marked_send, MISSING_CONTROL_TOKEN)
+            return
+        await super().__call__(scope, receive, marked_send)
 
-    async def _api_call(self, scope, receive, send) -> None:
+    async def _api_call(self, scope, receive, send, path: str) -> None:
         sim: SimState = self.state.sim
         chunks, more = [], True
         while more:
@@ -90,19 +128,17 @@ class SimulatorApp(Litestar):
             parsed: Any = msgspec.json.decode(raw) if raw.strip() else None
         except msgspec.DecodeError:
             parsed = raw.decode(errors="replace")
-        path = scope["path"].rstrip("/") or "/"
         sim.seq += 1
+        # The log keeps the body as /_sim/calls shows it: an unparsed one only as its fingerprint,
+        # since a cookie may be anywhere in it.
         record = {"seq": sim.seq, "at": iso_now(), "method": scope["method"], "path": path, "status": None,
-                  "body": parsed, "account_id": _account_in(path, parsed, scope.get("query_string", b"").decode())}
+                  "body": scrub(parsed) if not isinstance(parsed, str) else {"unparsed": fingerprint(parsed)},
+                  "account_id": _account_in(path, parsed, scope.get("query_string", b"").decode())}
         sim.calls.append(record)
 
-        key = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"")
-        if not hmac.compare_digest(key, sim.config.api_key.encode()):
+        if not _authorized(_header(scope, b"x-api-key"), sim.config.api_key):
             record["status"] = 401
-            body = msgspec.json.encode(MISSING_CREDENTIALS)
-            await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", JSON_CT.encode()), (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, MISSING_CREDENTIALS)
             return
         if sim.config.latency_ms > 0 and not (scope["method"] == "POST" and AUTH_PATH.match(path)):
             await asyncio.sleep(sim.config.latency_ms / 1000)  # auth calls sleep inside their intent

@@ -11,6 +11,7 @@ from litestar import Request, Response, delete, get, post
 
 from cookiesync.simulator.inputs import check_fields, check_url, cut_page, json_object, pop_or_404, read_cursor, \
     sim_of
+from cookiesync.simulator.redact import scrub_url
 from cookiesync.simulator.responses import BadRequest, jresp
 from cookiesync.simulator.state import SimState, Webhook, iso_now, new_id
 from cookiesync.simulator.transport import API
@@ -22,13 +23,14 @@ WEBHOOK_SOURCES = {"messaging", "email", "email_tracking", "account_status", "us
 
 # --- delivery ---------------------------------------------------------------------------------
 async def post_json(url: str, payload: Any, headers: dict[str, str]) -> dict:
-    """One delivery; its result (status or error name) is what ``/_sim/webhook-deliveries`` shows."""
+    """One delivery; its result (status or error name) is what ``/_sim/webhook-deliveries`` shows,
+    with the URL's query fingerprinted (a ``notify_url`` carries its secret there)."""
     try:
         async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_S) as client:
             r = await client.post(url, content=msgspec.json.encode(payload), headers=headers)
-        return {"url": url, "status": r.status_code, "error": None}
+        return {"url": scrub_url(url), "status": r.status_code, "error": None}
     except httpx.HTTPError as exc:
-        return {"url": url, "status": None, "error": type(exc).__name__}
+        return {"url": scrub_url(url), "status": None, "error": type(exc).__name__}
 
 
 async def fire_account_status(sim: SimState, account_id: str, message: str) -> list[dict]:

@@ -16,34 +16,15 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import aiosmtplib
-import jinja2
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cookiesync.db.schema import outbox, utcnow
-from cookiesync.domain.reconnect.policy import Email
+from cookiesync.domain.email.rendering import EmailTemplates
 from cookiesync.security import Signer
 from cookiesync.settings import Settings
 
 log = logging.getLogger("cookiesync.email")
-
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("cookiesync.domain.email", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-    trim_blocks=True,
-)
-
-SUBJECTS = {
-    Email.GAVE_UP: "Your LinkedIn account needs to be reconnected",
-    Email.CHECKPOINT: "LinkedIn asks you to confirm it's you",
-}
-WHAT_HAPPENED = {
-    Email.GAVE_UP: "LinkedIn ended the session we use, and the newest cookie from your browser was refused "
-                   "each time we tried over the last hours.",
-    Email.CHECKPOINT: "LinkedIn asked for a security check (a code or a confirmation in the LinkedIn app) "
-                      "that only you can answer.",
-}
-
 
 TOKEN_SLOT = "[reconnect-token]"  # where the token goes in a stored body: /reconnect/[reconnect-token]
 _SLOT_IN_LINK = "/reconnect/" + TOKEN_SLOT
@@ -60,16 +41,6 @@ def reconnect_token(signer: Signer, link_id: int, incident_id: int | None, expir
 
 def with_token(body: str, token: str) -> str:
     return body.replace(_SLOT_IN_LINK, "/reconnect/" + token)
-
-
-def render(kind: Email, *, identity: str, name: str | None, reconnect_url: str, link_ttl_s: float,
-           stale: bool, last_cookie: datetime | None) -> tuple[str, str, str]:
-    ctx = dict(
-        identity=identity, name=name, reconnect_url=reconnect_url, product="cookiesync",
-        what_happened=WHAT_HAPPENED[kind], link_days=max(1, int(link_ttl_s // 86400)), stale=stale,
-        last_cookie=last_cookie.strftime("%Y-%m-%d %H:%M UTC") if last_cookie else "never",
-    )
-    return SUBJECTS[kind], _env.get_template("gave_up.txt").render(ctx), _env.get_template("gave_up.html").render(ctx)
 
 
 async def enqueue(conn: AsyncConnection, *, dedupe_key: str, kind: str, user_id: str, link_id: int | None,
@@ -94,8 +65,10 @@ async def enqueue(conn: AsyncConnection, *, dedupe_key: str, kind: str, user_id:
 class Mailer:
     """Delivers due outbox rows. Claims each with a lease, so two instances never send one twice."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, owner: str, reconnect_signer: Signer) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, owner: str, reconnect_signer: Signer,
+                 templates: EmailTemplates | None = None) -> None:
         self.settings = settings
+        self.templates = templates or EmailTemplates(settings)
         self.engine = engine
         self.owner = owner
         self.reconnect_signer = reconnect_signer
@@ -107,12 +80,15 @@ class Mailer:
                                     row.reconnect_expires_at)
             text, html = with_token(text, token), with_token(html, token)
         msg = EmailMessage()
-        msg["From"] = self.settings.email_from
+        msg["From"] = self.templates.brand.sender
         msg["To"] = row.to_addr
         msg["Subject"] = row.subject
         msg["Message-ID"] = row.message_id
         msg["Date"] = email.utils.format_datetime(row.created_at)
-        msg.set_content(text)
+        # RFC 3834: sent by a program, so auto-responders (vacation replies) do not answer it. These
+        # emails are transactional, about the user's own account: no List-Unsubscribe.
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(text)  # text/plain, then text/html: multipart/alternative, the last one preferred
         msg.add_alternative(html, subtype="html")
         return msg
 

@@ -209,7 +209,7 @@ async def render_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, 
     link_row = await load_link(conn, row.id)
     last_cookie = link_row.date_last_cookie
     stale = last_cookie is None or (now - last_cookie).total_seconds() > s.stale_cookie_s
-    subject, text, html = email_outbox.render(
+    subject, text, html = rt.emails.render(
         kind, identity=f"LinkedIn member {row.plain_id}", name=user.display_name if user else None,
         reconnect_url=email_outbox.reconnect_url(s.base_url), link_ttl_s=s.reconnect_link_ttl_s,
         stale=stale, last_cookie=last_cookie,

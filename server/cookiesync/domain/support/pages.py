@@ -226,7 +226,7 @@ class SupportPages(Controller):
                                                        request.headers.get("user-agent"))
         except staff_mod.LoginRefused as exc:
             if exc.retry_after is not None:
-                log.warning("support login locked out (email or ip %s)", ip)
+                log.warning("support login throttled (account from, or all of, ip %s)", ip)
                 return self._login_page(rt, request, status=429, error=str(exc), email=email, next_url=next_url,
                                         headers={"Retry-After": str(int(exc.retry_after) + 1)})
             log.info("support login refused for ip %s", ip)

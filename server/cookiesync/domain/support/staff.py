@@ -10,10 +10,18 @@ login throttling.
   form field (or the `X-CSRF-Token` header for the JSON API) and compared in
   constant time. The login form, before any session exists, is protected the same
   way with a short-lived pre-login cookie.
-- Throttling: failures are counted per email and per client IP in the database
-  (`login_failures`), so every instance sees them. Each failure slows the answer
-  a little; past the limit the key is locked for a while and even the right
-  password is refused until then.
+- Throttling (table `throttles`, domain/throttle): every sign-in reserves an attempt
+  before its password is checked, in the database, so concurrent guesses and other
+  instances all count. Two keys:
+  - per (account, address), a progressive delay: 5 attempts at once, then each next
+    one waits 2, 4, 8, ... seconds, at most 15 minutes. It slows a guesser without
+    locking the account: the owner signing in from another address is not delayed,
+    nor is another account from the same address. A success resets the pair.
+  - per address, a ceiling across all accounts (20 failures in 15 minutes), for a
+    guesser who sprays many accounts from one address.
+  A distributed guesser gets a few tries per address; what stops it is the password
+  (10+ characters, argon2id). `cookiesync staff unlock <email>` clears an account's
+  delays at once.
 """
 from __future__ import annotations
 
@@ -30,7 +38,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy.exc import IntegrityError
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import login_failures, staff, staff_sessions, utcnow
+from cookiesync.db.schema import staff, staff_sessions, utcnow
+from cookiesync.domain.throttle import policy as throttle_policy
+from cookiesync.domain.throttle import services as throttle
 
 ROLES = ("viewer", "operator")
 _hasher = PasswordHasher()
@@ -42,12 +52,12 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 class LoginPolicy:
     """Tunable in one place (tests shrink nothing here: the defaults are fast enough)."""
 
-    email_limit: int = 5             # failures per email within the window...
-    ip_limit: int = 20               # ...and per client IP
-    window: timedelta = timedelta(minutes=15)
-    lockout: timedelta = timedelta(minutes=15)
-    delay_per_failure_s: float = 0.05
-    max_delay_s: float = 1.0
+    # per (account, address): 5 attempts at once, then 2, 4, 8, ... seconds between tries, at most
+    # 15 minutes, forgotten a day after the last (see domain/throttle/policy.py and the README)
+    per_account_address: throttle_policy.Backoff = throttle_policy.Backoff(
+        free=5, max_delay=timedelta(minutes=15), forget_after=timedelta(hours=24))
+    ip_limit: int = 20               # failed sign-ins per client address, whatever the account...
+    ip_window: timedelta = timedelta(minutes=15)  # ...in this window
     session_ttl: timedelta = timedelta(hours=12)
     idle_timeout: timedelta = timedelta(hours=2)
     touch_every: timedelta = timedelta(minutes=1)
@@ -172,67 +182,25 @@ async def disable_staff_conn(conn, email: str) -> int:
 
 
 # --- throttling -------------------------------------------------------------
-def _keys(email: str, ip: str | None) -> list[tuple[str, int]]:
-    keys = [(f"email:{normalize_email(email)[:320]}", POLICY.email_limit)]
-    if ip:
-        keys.append((f"ip:{ip}", POLICY.ip_limit))
-    return keys
+def _account_key(email: str, ip: str | None) -> str:
+    return f"login:{email[:320]}|{ip or 'unknown'}"
 
 
-async def locked_for(rt, email: str, ip: str | None) -> float | None:
-    """Seconds until this email/IP may try again, or None."""
-    now = utcnow()
-    names = [k for k, _ in _keys(email, ip)]
-    async with reader(rt.engine) as conn:
-        rows = (await conn.execute(sa.select(login_failures.c.locked_until)
-                                   .where(login_failures.c.key.in_(names)))).scalars().all()
-    waits = [(until - now).total_seconds() for until in rows if until is not None and until > now]
-    return max(waits) if waits else None
+def _address_key(ip: str | None) -> str:
+    return f"login-from:{ip or 'unknown'}"
 
 
-async def record_failure(rt, email: str, ip: str | None) -> int:
-    """Count one failure against the email and the IP; returns the highest count."""
-    now = utcnow()
-    highest = 0
-    for key, limit in _keys(email, ip):
-        for _try in range(3):
-            try:
-                async with rt.engine.begin() as conn:
-                    row = (await conn.execute(sa.select(login_failures).where(login_failures.c.key == key)
-                                            .with_for_update())).first()  # PostgreSQL: no lost update
-                    if row is None:
-                        await conn.execute(login_failures.insert().values(key=key, failures=1, window_start=now))
-                        count = 1
-                    else:
-                        expired = row.window_start + POLICY.window < now and (
-                            row.locked_until is None or row.locked_until < now)
-                        count = 1 if expired else row.failures + 1
-                        values = {"failures": count}
-                        if expired:
-                            values.update(window_start=now, locked_until=None)
-                        if count >= limit:
-                            values["locked_until"] = now + POLICY.lockout
-                        await conn.execute(login_failures.update().where(login_failures.c.key == key).values(**values))
-                break
-            except IntegrityError:  # two first failures raced on the insert
-                continue
-        else:
-            count = limit
-        highest = max(highest, count)
-    # keep the table small: forget windows long over
-    if secrets.randbelow(20) == 0:
-        cutoff = now - POLICY.window - POLICY.lockout
-        async with rt.engine.begin() as conn:
-            await conn.execute(login_failures.delete().where(
-                login_failures.c.window_start < cutoff,
-                sa.or_(login_failures.c.locked_until.is_(None), login_failures.c.locked_until < now)))
-    return highest
+async def unlock_staff(settings, email: str) -> int:
+    """Clear the sign-in delays of one account, from every address (`cookiesync staff unlock`).
+    Returns how many (account, address) rows went."""
+    from cookiesync.db.engine import make_engine
 
-
-async def clear_failures(rt, email: str) -> None:
-    # only the email's counter: a success must not let one address reset its IP's count
-    async with rt.engine.begin() as conn:
-        await conn.execute(login_failures.delete().where(login_failures.c.key == _keys(email, None)[0][0]))
+    engine = make_engine(settings.database)
+    try:
+        async with engine.begin() as conn:
+            return await throttle.forget_subject(conn, normalize_email(email))
+    finally:
+        await engine.dispose()
 
 
 # --- login, sessions --------------------------------------------------------
@@ -246,17 +214,32 @@ async def login(rt, email: str, password: str, ip: str | None, user_agent: str |
     """Check the password and open a session; returns (cookie value, member).
     Raises LoginRefused with a message safe to show (never which part was wrong)."""
     email = normalize_email(email)
-    wait = await locked_for(rt, email, ip)
-    if wait is not None:
-        raise LoginRefused("too many failed sign-ins: try again later", retry_after=wait)
+    account_key, now = _account_key(email, ip), utcnow()
+    backoff = POLICY.per_account_address
+    # A pair already waiting costs its address nothing more (a read): a guesser on one account
+    # cannot use up the address's ceiling and keep the address's other staff out.
+    wait = await throttle.wait_for(rt.engine, account_key, backoff, now)
+    try:
+        if wait is not None:
+            raise throttle.Throttled(wait)
+        # both reserved before the password is checked: concurrent guesses cannot all be checked
+        address_slot = await throttle.reserve(rt.engine, _address_key(ip),
+                                              throttle_policy.Window(POLICY.ip_limit, POLICY.ip_window), now=now)
+        try:
+            await throttle.reserve(rt.engine, account_key, backoff, subject=email, now=now)
+        except throttle.Throttled:
+            await throttle.release(rt.engine, address_slot)
+            raise
+    except throttle.Throttled as exc:
+        raise LoginRefused("too many failed sign-ins: try again later", retry_after=exc.retry_after_s) from None
     async with reader(rt.engine) as conn:
         row = (await conn.execute(sa.select(staff).where(staff.c.email == email))).first()
     good = await asyncio.to_thread(_verify, row.password_hash if row else _DUMMY_HASH, password[:1024])
     if not good or row is None or row.disabled_at is not None:
-        count = await record_failure(rt, email, ip)
-        await asyncio.sleep(min(POLICY.max_delay_s, POLICY.delay_per_failure_s * count))
-        raise LoginRefused("wrong email or password, or the account is disabled")
-    await clear_failures(rt, email)
+        raise LoginRefused("wrong email or password, or the account is disabled")  # both attempts stay counted
+    # the owner got in: their delay from this address ends, and a success does not count to its ceiling
+    await throttle.forget(rt.engine, account_key)
+    await throttle.release(rt.engine, address_slot)
     new_hash = None
     if _hasher.check_needs_rehash(row.password_hash):
         new_hash = await asyncio.to_thread(hash_password, password)

@@ -6,6 +6,7 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cookiesync.domain.sync import services
+from cookiesync.domain.throttle import services as throttle
 from cookiesync.domain.sync.fast_lane import sync_fast_lane
 from cookiesync.domain.sync.models import Device
 from cookiesync.domain.sync.schemas import PairIn, PairOut, SyncIn, SyncOut
@@ -27,14 +28,17 @@ class ExtensionController(Controller):
     @post("/pair", status_code=HTTP_201_CREATED, summary="Trade a pairing code for a device token")
     async def pair(self, data: PairIn, request: Request, rt: RT) -> PairOut:
         ip = client_ip(request, rt.trusted_proxies)
-        wait = rt.pair_limiter.check(f"pair:{ip}", cost=0)
-        if wait is not None:
-            raise TooManyRequests(wait, "too many pairing attempts from this address; try again later")
+        # reserved before the code is looked up, so concurrent guesses cannot all pass the limit
+        try:
+            slot = await throttle.reserve(rt.engine, f"pair:{ip or 'unknown'}", services.PAIRING_PER_ADDRESS)
+        except throttle.Throttled as exc:
+            raise TooManyRequests(exc.retry_after_s, "too many pairing attempts from this address; "
+                                                     "try again later") from None
         try:
             token, user_id = await services.pair(rt, data.pairing_code, data.extension_version, ip)
         except services.PairingError as exc:
-            rt.pair_limiter.check(f"pair:{ip}")  # only failures count towards the limit
-            raise ValidationException(detail=str(exc)) from None
+            raise ValidationException(detail=str(exc)) from None  # a failure keeps its slot
+        await throttle.release(rt.engine, slot)  # only failures count towards the limit
         return PairOut(device_token=token, user_id=user_id, next_sync_in_s=rt.settings.sync_interval_s)
 
     @post("/sync", status_code=200, summary="Post the browser's LinkedIn cookies",

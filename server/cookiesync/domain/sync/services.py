@@ -9,6 +9,7 @@ the link did not have goes to the cookie writer (`Runtime.cookie_writer`, see
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING, Callable
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from cookiesync.db.schema import devices, links, pairing_codes, utcnow
 from cookiesync.domain.reconnect.services import add_event
+from cookiesync.domain.throttle import policy as throttle_policy
 from cookiesync.domain.sync.models import CachedLink, Device, NewCookie, answer
 from cookiesync.domain.sync.schemas import SyncIn, SyncOut
 from cookiesync.http import MISSING_BEARER, TooManyRequests, client_ip_from
@@ -29,6 +31,11 @@ UNKNOWN_DEVICE = "unknown or revoked device token: pair the extension again"
 
 class PairingError(Exception):
     pass
+
+
+# Failed pairings per client address: a code is 10 characters of a 32-letter alphabet (2^50), so
+# ten guesses an address in ten minutes leave guessing hopeless. A success gives its slot back.
+PAIRING_PER_ADDRESS = throttle_policy.Window(limit=10, window=timedelta(minutes=10))
 
 
 DEVICE_BY_TOKEN = sa.select(devices.c.id, devices.c.user_id).where(

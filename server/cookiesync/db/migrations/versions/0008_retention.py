@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"  # TEMPORARY: 0007 (throttles) is not on main yet; set "0007" at merge
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
