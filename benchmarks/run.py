@@ -592,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixes", default="", help="only the ingest mixes with these changed shares, e.g. 1.0 or 0,0.1")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
+    p.add_argument("--prune-events", type=int, default=0,
+                   help="old rows of the prune-during-ingest figure (default: 10,000,000; --quick 100,000)")
     p.add_argument("--steady-links", type=int, default=0,
                    help="links of the retention steady state (default: 1,000,000; --quick 10,000)")
     args = p.parse_args(argv)
@@ -610,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         args.console = "console" in parts
     else:
         args.console = True
+    if args.prune_events and cfg.prune_events:
+        cfg = dataclasses.replace(cfg, prune_events=args.prune_events)
     if args.steady_links and cfg.steady_links:
         cfg = dataclasses.replace(cfg, steady_links=args.steady_links)
     if args.mixes:

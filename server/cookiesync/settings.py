@@ -170,7 +170,8 @@ class Settings(msgspec.Struct, kw_only=True):
         "Rows one prune statement removes at most, each in its own short transaction, so the sync path "
         "never waits behind a long one."))] = 2000
     retention_pause_s: Annotated[float, msgspec.Meta(description=(
-        "Seconds a prune waits between two statements, leaving the database to the sync path."))] = 0.05
+        "Seconds a prune waits at least between two statements, leaving the database to the sync path; "
+        "it waits three times as long as the statement took when that is longer."))] = 0.05
     retention_webhook_receipts_s: Annotated[float, msgspec.Meta(description=(
         "Seconds Unipile webhook receipts are kept: four times the 900 s window in which a repeated "
         "webhook is recognised (never less than that window). 0: kept forever."))] = 3600.0
