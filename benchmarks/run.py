@@ -53,13 +53,16 @@ class Config:
     mixes: tuple = (("unchanged", 0.0), ("10% changed", 0.1), ("100% changed", 1.0))
     cold: bool = True     # also the unchanged mix with the caches off (information)
     rate_mixes: tuple | None = None  # mixes for the steady-rate figure (None: all)
+    prune_events: int = 10_000_000   # old history rows the prune deletes while the ingest runs (0: no row)
+    steady_links: int = 1_000_000    # links of the retention steady-state figure (0: not run)
+    steady_days: int = 30
 
 
 FULL = Config("full", devices=1000, run_s=5, rounds=3, scale_rounds=5, warm_s=1, rate=1000, rate_s=10,
               scale=[10_000, 1_000_000], sweeps=((1_000, 8), (10_000, 32)), budget_s=1800)
 QUICK = Config("quick", devices=50, run_s=1, rounds=1, scale_rounds=1, warm_s=0, rate=1000, rate_s=1.5,
                scale=[10_000], sweeps=((200, 20),), budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)),
-               cold=False, rate_mixes=(("unchanged", 0.0),))
+               cold=False, rate_mixes=(("unchanged", 0.0),), prune_events=100_000, steady_links=10_000)
 
 
 @dataclass
@@ -461,6 +464,13 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
                                 + ("" if set(r["statuses"]) == {"200"} else f" statuses {r['statuses']}"),
                                 "< 25 ms", ok))
 
+        # 1c. the retention prune of many old rows beside the ingest (benchmarks/retention.py)
+        if cfg.prune_events:
+            from benchmarks import retention
+
+            ctx.rows += retention.prune_during_ingest(ctx, svc, kind, cfg.prune_events, "100% changed", 1.0, 0.60,
+                                                      wrk_run, PATHS, Row)
+
         # 2. scale of the data: unchanged mix with more links in the table. Every step, the 1k-link
         # one included, has scale_rounds rounds, so each scale row compares medians of as many
         # per-round sync/bare CPU shares; the 1k step is measured here, just before the inserts,
@@ -578,10 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
-    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,scale,sweep,servers,console")
+    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,prune,scale,sweep,retention,servers,console")
     p.add_argument("--mixes", default="", help="only the ingest mixes with these changed shares, e.g. 1.0 or 0,0.1")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
+    p.add_argument("--prune-events", type=int, default=0,
+                   help="old rows of the prune-during-ingest figure (default: 10,000,000; --quick 100,000)")
+    p.add_argument("--steady-links", type=int, default=0,
+                   help="links of the retention steady state (default: 1,000,000; --quick 10,000)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups (servers, databases)
     cfg = QUICK if args.quick else FULL
@@ -591,11 +605,17 @@ def main(argv: list[str] | None = None) -> int:
                                   cold=cfg.cold and "cold" in parts,
                                   rate_mixes=(cfg.rate_mixes or cfg.mixes) if "rate" in parts else (),
                                   scale=cfg.scale if "scale" in parts else [],
-                                  sweeps=cfg.sweeps if "sweep" in parts else ())
+                                  sweeps=cfg.sweeps if "sweep" in parts else (),
+                                  prune_events=cfg.prune_events if "prune" in parts else 0,
+                                  steady_links=cfg.steady_links if "retention" in parts else 0)
         args.servers = args.servers and "servers" in parts
         args.console = "console" in parts
     else:
         args.console = True
+    if args.prune_events and cfg.prune_events:
+        cfg = dataclasses.replace(cfg, prune_events=args.prune_events)
+    if args.steady_links and cfg.steady_links:
+        cfg = dataclasses.replace(cfg, steady_links=args.steady_links)
     if args.mixes:
         shares = {float(x) for x in args.mixes.split(",")}
         cfg = dataclasses.replace(cfg, mixes=tuple(m for m in cfg.mixes if m[1] in shares),
@@ -618,6 +638,17 @@ def main(argv: list[str] | None = None) -> int:
             ctx.rows.append(Row(kind, "benchmark run", "skipped: time budget", "completes", False))
             continue
         bench_backend(ctx, kind)
+    # 4a. retention's steady state, on each backend, in databases of its own (benchmarks/retention.py)
+    if cfg.steady_links:
+        from benchmarks import retention
+
+        for kind in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            ctx.say(f"== {kind}: retention steady state, {cfg.steady_links:,} links over {cfg.steady_days} days")
+            try:
+                ctx.rows += retention.steady_state(kind, cfg.steady_links, cfg.steady_days, ctx.say, Row)
+            except Exception as exc:
+                ctx.rows.append(Row(kind, "retention steady state", f"failed: {type(exc).__name__}: {str(exc)[:120]}",
+                                    "completes", False))
     # 5. the production server: the same app under uvicorn and under granian, unchanged mix, SQLite
     if args.servers and ctx.left() > 60:
         bench_servers(ctx)

@@ -30,6 +30,22 @@ class Metrics:
         self.sweep_leader = Gauge("cookiesync_sweep_leader", "1 while this instance leads the sweep", registry=r)
         self.link_states = Gauge("cookiesync_links", "Links by state", ["state"], registry=r)
         self.open_incidents = Gauge("cookiesync_open_incidents", "Incidents open now", registry=r)
+        # retention (domain/retention): the counters are this instance's prunes, the gauges the last
+        # prune of any instance and the table sizes, read from the database at each scrape
+        self.prune_runs = Counter("cookiesync_prune_runs_total", "Prunes this instance ran to the end", registry=r)
+        self.prune_removed = Counter("cookiesync_prune_removed_total",
+                                     "Rows this instance's prunes removed (outbox: bodies blanked)", ["table"],
+                                     registry=r)
+        self.prune_last_run = Gauge("cookiesync_prune_last_run_timestamp_seconds",
+                                    "When the last prune (of any instance) finished", registry=r)
+        self.prune_last_duration = Gauge("cookiesync_prune_last_duration_seconds", "How long the last prune took",
+                                         registry=r)
+        self.prune_last_removed = Gauge("cookiesync_prune_last_removed", "Rows the last prune removed, by table",
+                                        ["table"], registry=r)
+        self.table_rows = Gauge("cookiesync_table_rows", "Rows per table (PostgreSQL: the planner's estimate)",
+                                ["table"], registry=r)
+        self.table_bytes = Gauge("cookiesync_table_bytes", "Bytes per table with its indexes (PostgreSQL)",
+                                 ["table"], registry=r)
 
     def unipile_call(self, endpoint: str, status: int | None, seconds: float) -> None:
         self.unipile_calls.labels(endpoint, str(status) if status else "none").observe(seconds)

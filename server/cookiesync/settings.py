@@ -163,6 +163,33 @@ class Settings(msgspec.Struct, kw_only=True):
         "Seconds before the first retry of a failed notification (×4 each time, at most 6 h, "
         "10 attempts)."))] = 5.0
 
+    retention_interval_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds between prunes of old rows. The sweep's leader runs them, one at a time across "
+        "instances; each records when it ran and what it removed, for the console and `/metrics`."))] = 3600.0
+    retention_batch_rows: Annotated[int, msgspec.Meta(description=(
+        "Rows one prune statement removes at most, each in its own short transaction, so the sync path "
+        "never waits behind a long one."))] = 2000
+    retention_pause_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds a prune waits at least between two statements, leaving the database to the sync path; "
+        "it waits three times as long as the statement took when that is longer."))] = 0.05
+    retention_webhook_receipts_s: Annotated[float, msgspec.Meta(description=(
+        "Seconds Unipile webhook receipts are kept: four times the 900 s window in which a repeated "
+        "webhook is recognised (never less than that window). 0: kept forever."))] = 3600.0
+    retention_cookie_days: Annotated[float, msgspec.Meta(description=(
+        "Days the cookie history is kept (`cookie_received` rows and the unchanged-cookie repeat counters, "
+        "`cookie_repeated`). Each link's newest `cookie_received` row is kept whatever its age. 0: kept "
+        "forever."))] = 90.0
+    retention_history_days: Annotated[float, msgspec.Meta(description=(
+        "Days attempts and incidents are kept: closed incidents, the hourly attempt counters, and every "
+        "other history row (attempts, webhooks, state changes, emails queued, staff actions). The history "
+        "of an open incident is kept whatever its age. 0: kept forever."))] = 180.0
+    retention_email_body_days: Annotated[float, msgspec.Meta(description=(
+        "Days after sending that an email keeps its text and HTML bodies; then they are blanked, the row "
+        "(address, subject, status, dates) stays. 0: bodies kept forever."))] = 30.0
+    retention_notifications_days: Annotated[float, msgspec.Meta(description=(
+        "Days delivered integrator notifications are kept (pending and failed ones stay). 0: kept "
+        "forever."))] = 30.0
+
     max_accounts_per_user: Annotated[int, msgspec.Meta(description=(
         "LinkedIn members connected automatically per user; further members are stored, not connected."))] = 1
     sync_interval_s: Annotated[int, msgspec.Meta(description=(

@@ -31,6 +31,7 @@ SECTIONS = {
     "smtp_host": "Email",
     "retry_interval_s": "Reconnects and the scheduler",
     "integrator_webhook_url": "Notifications to the integrator",
+    "retention_interval_s": "Retention: how long rows are kept",
     "max_accounts_per_user": "Sync, caches, limits, keys and logs",
 }
 

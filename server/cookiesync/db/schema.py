@@ -203,6 +203,9 @@ leases = sa.Table(
     sa.Column("until", UTCDateTime, nullable=False),
     sa.Column("last_run_at", UTCDateTime),
     sa.Column("last_duration_ms", sa.Integer),
+    # what the last run did, for the console and /metrics on every instance (the prune's: removed per
+    # table, domain/retention/services.py); migration 0008
+    sa.Column("last_result", sa.JSON),
 )
 
 # --- support console (migration 0002) ----------------------------------------
@@ -284,3 +287,14 @@ attempt_counts = sa.Table(
     sa.Column("outcome", sa.String(20), primary_key=True),   # connected | failed | checkpoint
     sa.Column("count", sa.Integer, nullable=False),
 )
+
+# --- retention (migration 0008) -------------------------------------------------------
+# The indexes the prune keeps to (db/prune.py), each statement one index range. The partial ones
+# name their condition as a literal, and so must the statements that use them.
+sa.Index("ix_events_cookie_received_link_id_id", events.c.link_id, events.c.id,
+         postgresql_where=sa.text("kind = 'cookie_received'"), sqlite_where=sa.text("kind = 'cookie_received'"))
+sa.Index("ix_webhook_receipts_received_at", webhook_receipts.c.received_at)
+sa.Index("ix_notifications_status_delivered_at", notifications.c.status, notifications.c.delivered_at)
+sa.Index("ix_outbox_sent_at_with_bodies", outbox.c.sent_at,
+         postgresql_where=sa.text("status = 'sent' AND body_text <> ''"),
+         sqlite_where=sa.text("status = 'sent' AND body_text <> ''"))

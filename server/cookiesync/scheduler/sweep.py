@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import leases, links, utcnow
+from cookiesync.domain.retention.services import Pruner
 
 log = logging.getLogger("cookiesync.scheduler")
 SWEEP = "sweep"
@@ -78,12 +79,14 @@ async def _sweep_as_leader(rt) -> dict:
     attempts = await rt.runner.run_due()
     emails = await rt.mailer.deliver_due()
     notices = await rt.notifier.deliver_due()
+    pruning = await rt.scheduler.pruner.start_if_due()  # beside the sweep, not in it (domain/retention)
     duration = time.perf_counter() - started
     rt.metrics.sweep_seconds.observe(duration)
     async with rt.engine.begin() as conn:
         await conn.execute(leases.update().where(leases.c.name == SWEEP, leases.c.owner == rt.instance_id)
                            .values(last_run_at=now, last_duration_ms=int(duration * 1000)))
-    return {"leader": True, "attempts": attempts, "emails": emails, "notifications": notices}
+    return {"leader": True, "attempts": attempts, "emails": emails, "notifications": notices,
+            "prune_started": pruning}
 
 
 class Scheduler:
@@ -92,6 +95,7 @@ class Scheduler:
         self.aps = AsyncIOScheduler(timezone="UTC")
         self.running: asyncio.Task | None = None
         self.stopping = False
+        self.pruner = Pruner(rt)
 
     async def _tick(self) -> None:
         if self.stopping:
@@ -119,6 +123,7 @@ class Scheduler:
             # (APScheduler's shutdown cancels running jobs, so it comes after)
             await asyncio.wait({self.running}, timeout=grace_s)
         self.aps.shutdown(wait=False)
+        await self.pruner.stop()
         try:
             await release_lease(self.rt)
         except Exception:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from cookiesync.domain.retention.status import PruneStatus
 from cookiesync.validation import text
 
 
@@ -63,6 +64,7 @@ class Overview(msgspec.Struct):
     outbox_by_status: dict[str, int]
     sweep: SweepStatus
     attempts_per_hour: list[HourBucket]
+    retention: PruneStatus | None = None  # the last prune and the table sizes (domain/retention)
 
 
 class IncidentNow(msgspec.Struct):

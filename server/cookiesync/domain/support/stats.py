@@ -4,7 +4,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import incidents, links
+from cookiesync.db.schema import incidents, links, utcnow
+from cookiesync.domain.retention.status import prune_status, set_gauges
 from cookiesync.domain.reconnect.policy import State
 
 
@@ -25,4 +26,6 @@ async def refresh_gauges(rt) -> None:
         for state, n in (await link_counts(conn)).items():
             rt.metrics.link_states.labels(state).set(n)
         open_now = await open_incidents(conn)
+        pruned = await prune_status(conn, utcnow())
     rt.metrics.open_incidents.set(open_now)
+    set_gauges(rt.metrics, pruned)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import events, leases, outbox, utcnow
 from cookiesync.domain.reconnect.counters import counts_since, top_of_hour
+from cookiesync.domain.retention.status import prune_status
 from cookiesync.domain.support import schemas as S
 from cookiesync.domain.support.stats import link_counts, open_incidents
 
@@ -61,6 +62,7 @@ async def read(rt, hours: int = 24) -> S.Overview:
         # the chart, the 24 h and the 7-day figures all come from these rows
         counted = await counts_since(conn, min(start, week_start))
         day_give_ups, week_give_ups = await _give_ups(conn, start, week_start)
+        retention = await prune_status(conn, now)
     day = _stats("24h", start, [(k, o, n) for h, k, o, n in counted if h >= start], day_give_ups)
     week = _stats("7d", week_start, [(k, o, n) for h, k, o, n in counted if h >= week_start], week_give_ups)
     buckets = {start + timedelta(hours=i): [0, 0, 0] for i in range(hours)}
@@ -78,4 +80,4 @@ async def read(rt, hours: int = 24) -> S.Overview:
         open_incidents=incidents_open, last_24h=day, last_7d=week,
         outbox_waiting=by_status.get("pending", 0) + by_status.get("held", 0) + by_status.get("sending", 0),
         outbox_by_status=by_status, sweep=sweep,
-        attempts_per_hour=[S.HourBucket(h, *v) for h, v in sorted(buckets.items())])
+        attempts_per_hour=[S.HourBucket(h, *v) for h, v in sorted(buckets.items())], retention=retention)
