@@ -81,7 +81,7 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
     length; the prune deletes `n` old rows meanwhile."""
     from cookiesync.domain.retention.policy import config_from, cutoffs
     from cookiesync.domain.retention.services import prune
-    from cookiesync.domain.webhooks.controllers import DEDUPE_WINDOW
+    from cookiesync.db.schema import DEDUPE_WINDOW
 
     cfg = ctx.cfg
     t = time.monotonic()

@@ -5,7 +5,7 @@ Times are stored as timezone-aware UTC; secrets only as hashes or ciphertext.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -186,6 +186,10 @@ outbox = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
 )
+
+# A webhook body seen again within this window is a redelivery, answered without acting twice
+# (domain/webhooks/controllers.py); the retention prune keeps receipts at least this long.
+DEDUPE_WINDOW = timedelta(minutes=15)
 
 webhook_receipts = sa.Table(
     "webhook_receipts", metadata,

@@ -26,6 +26,7 @@ class Rule(StrEnum):
 # The history rows the cookie rule covers; every other kind is the history rule's.
 COOKIE_RECEIVED = "cookie_received"
 COOKIE_KINDS = frozenset({COOKIE_RECEIVED, "cookie_repeated"})
+PRUNE = "prune"  # the prune's row in `leases`
 
 
 def rule_of_event(kind: str) -> Rule:

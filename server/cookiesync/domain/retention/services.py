@@ -24,11 +24,10 @@ import sqlalchemy as sa
 
 from cookiesync.db import prune as sql
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import insert_missing, leases, utcnow
-from cookiesync.domain.retention.policy import COOKIE_RECEIVED, Rule, config_from, cutoffs, due, rule_of_event
+from cookiesync.db.schema import DEDUPE_WINDOW, insert_missing, leases, utcnow
+from cookiesync.domain.retention.policy import COOKIE_RECEIVED, PRUNE, Rule, config_from, cutoffs, due, rule_of_event
 
 log = logging.getLogger("cookiesync.retention")
-PRUNE = "prune"  # its row in `leases`
 DUTY = 3.0       # pause after a statement, in multiples of the time it took (see prune)
 
 
@@ -134,7 +133,6 @@ class Pruner:
 
     async def run(self) -> dict[str, int]:
         rt, s = self.rt, self.rt.settings
-        from cookiesync.domain.webhooks.controllers import DEDUPE_WINDOW
 
         started, t0 = utcnow(), time.perf_counter()
         renewed = [t0]

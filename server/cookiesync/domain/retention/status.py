@@ -14,7 +14,7 @@ import msgspec
 import sqlalchemy as sa
 
 from cookiesync.db.schema import leases
-from cookiesync.domain.retention.services import PRUNE
+from cookiesync.domain.retention.policy import PRUNE
 
 # The tables the overview sizes: the ones the prune keeps bounded, and the ones that grow with users.
 TABLES = ("events", "webhook_receipts", "incidents", "attempt_counts", "outbox", "notifications",

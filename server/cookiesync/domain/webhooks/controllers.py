@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from litestar import Controller, Request, post
 from litestar.exceptions import NotAuthorizedException, ValidationException
 
-from cookiesync.db.schema import links, utcnow, webhook_receipts
+from cookiesync.db.schema import DEDUPE_WINDOW, links, utcnow, webhook_receipts
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event
 from cookiesync.domain.sync.services import forget_link
@@ -25,7 +24,6 @@ from cookiesync.unipile.client import UnipileError
 from cookiesync.validation import text
 
 log = logging.getLogger("cookiesync.webhooks")
-DEDUPE_WINDOW = timedelta(minutes=15)
 
 
 T = TypeVar("T")
