@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 SYNC   := $(UV) sync --locked --inexact --quiet
 
-.PHONY: run test test-python test-node venv venv-run lock chromium wrk extension bench probe docs clean
+.PHONY: run test test-python test-node venv venv-run lock chromium wrk extension bench bench-retention probe docs clean
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -71,6 +71,11 @@ extension:
 bench: $(UV) wrk
 	$(SYNC) --extra test --extra bench
 	$(BIN)/python -m benchmarks.run
+
+## The retention figures at full size (10M old rows pruned beside the ingest; 1M links over 30 days): long.
+bench-retention: $(UV) wrk
+	$(SYNC) --extra test --extra bench
+	$(BIN)/python -m benchmarks.run --only prune,retention
 
 ## The outside probe of #18 replayed on a fresh local instance: one row a step, PASS or MISS.
 probe: venv
