@@ -38,8 +38,18 @@ def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smt
     base = f"http://127.0.0.1:{port}"
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen([cli, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: is_ready(base), timeout=20)
+        # The server's own output goes to a file that a failed start shows: "not ready within 20 s"
+        # alone said nothing of why (seen once with the tests run three at a time on a loaded machine).
+        log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "w+")
+        proc = subprocess.Popen([cli, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: proc.poll() is not None or is_ready(base), timeout=45)
+        except AssertionError:
+            proc.kill()
+            raise
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"serve exited {proc.returncode}: {log.read()[-2000:]}")
         return proc
 
     proc = start()

@@ -225,10 +225,15 @@ def test_calls_to_unipile_stay_within_the_concurrency_setting(service_factory, s
     (the slot is released when Unipile answers, before the answer is recorded)."""
     svc = service_factory(unipile_concurrency=3)
     members = [(f"AQEDAR-limit-cookie-{i:02d}", str(8800 + i)) for i in range(9)]
+    # Pair every browser first, then send the nine syncs back to back: pairing takes a few round
+    # trips, and on a loaded machine one connect could end before the next browser was paired.
+    tokens = []
     for i, (li_at, plain_id) in enumerate(members):
-        sim_script(simulator, li_at, plain_id, latency_ms=600)
+        sim_script(simulator, li_at, plain_id, latency_ms=1000)
         svc.new_user(f"lim-{i}")
-        assert svc.sync(svc.pair(f"lim-{i}"), li_at=li_at, plain_id=plain_id).status_code == 200
+        tokens.append(svc.pair(f"lim-{i}"))
+    for token, (li_at, plain_id) in zip(tokens, members):
+        assert svc.sync(token, li_at=li_at, plain_id=plain_id).status_code == 200
     for i, (_li_at, plain_id) in enumerate(members):
         assert settled(svc, f"lim-{i}", plain_id) == "connected"
     stats = sim_get(simulator, "/_sim/stats").json()
