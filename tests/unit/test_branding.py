@@ -83,7 +83,7 @@ def test_html_overrides_are_autoescaped_and_text_ones_are_not(tmp_path) -> None:
     settings = _folder(tmp_path, reconnect_html="<p>{{ name }} {{ reconnect_url }}</p>",
                        reconnect_txt="{{ name }} {{ reconnect_url }}")
     _, text, html = EmailTemplates(settings).render(
-        Email.GAVE_UP, identity="LinkedIn member 1", name="<b>Ann & Bo</b>", reconnect_url="https://x/r/[t]",
+        Email.GAVE_UP, linkedin_name=None, plain_id="1", name="<b>Ann & Bo</b>", reconnect_url="https://x/r/[t]",
         link_ttl_s=86400, stale=False, last_cookie=None)
     assert html == "<p>&lt;b&gt;Ann &amp; Bo&lt;/b&gt; https://x/r/[t]</p>"
     assert text == "<b>Ann & Bo</b> https://x/r/[t]"
@@ -95,7 +95,7 @@ def test_the_built_in_emails_never_say_cookiesync(kind, stale) -> None:
     for settings in (Settings(), Settings(product_name="Acme", support_contact="https://acme.example/help",
                                           app_url="https://acme.example", logo_url="https://acme.example/l.png")):
         templates = EmailTemplates(settings)
-        mail = templates.render(kind, identity="LinkedIn member 1", name=None, reconnect_url="https://x/r",
+        mail = templates.render(kind, linkedin_name=None, plain_id="1", name=None, reconnect_url="https://x/r",
                                 link_ttl_s=7 * 86400, stale=stale, last_cookie=datetime(2026, 1, 1, tzinfo=timezone.utc))
         assert not [part for part in mail if "cookiesync" in part.lower()]
         assert f"disconnected from {templates.brand.product_name}" in mail[1]
