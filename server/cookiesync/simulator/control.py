@@ -133,7 +133,7 @@ async def sim_account_me(request: Request, account_id: str) -> Response:
     a cookie that went with the wrong member."""
     sim = sim_of(request)
     body = await json_object(request)
-    check_fields(body, {"plain_id"}, ("plain_id",))
+    check_fields(body, {"plain_id"}, ())
     plain_id = want(body, "plain_id", str)
     async with sim.lock:
         account = account_of(sim, account_id)
