@@ -197,8 +197,18 @@ def test_enforced_a_mismatch_disables_the_link_and_deletes_the_account(service_f
     assert (enforced["data"]["from_state"], enforced["data"]["to_state"]) == ("connected", "disabled")
     assert [e["data"]["enforced"] for e in link_events(svc, lid, "member_mismatch")] == [True]
     assert alerts(svc, MISMATCH_ALERT) == 1
-    # the wrong member's cookie is not used again: the next sync of it connects nothing
+    # no cookie is tried while the link is disabled, not even a fresh one of the right member
     attempts = len(link_events(svc, lid, "attempt"))
-    token = svc.pair("p-7")
-    assert svc.sync(token, li_at="AQEDAR-profile-cookie-p7b", plain_id="5757").status_code == 200
+    sim_script(simulator, "AQEDAR-profile-cookie-p7b", "5757", name="Right Member")
+    assert svc.sync(svc.pair("p-7"), li_at="AQEDAR-profile-cookie-p7b", plain_id="5757").status_code == 200
     assert status_of(svc, "p-7", "5757") == "disabled" and len(link_events(svc, lid, "attempt")) == attempts
+    # staff enable: a new account is made with the newest cookie, and checked again
+    key = asyncio.run(create_api_key(svc.settings, "support-tests", "support"))
+    r = svc.http.post(f"/v1/support/links/{lid}/actions/enable", headers={"Authorization": f"Bearer {key}"},
+                      json={"reason": "right cookie now"})
+    assert r.status_code == 200, r.text
+    info = read_name(svc, "p-7", "Right Member")
+    assert info["member_check"] == "match" and info["member_seen"] is None
+    [account] = svc.accounts("p-7")
+    assert account["status"] == "connected" and account["unipile_account_id"] not in (None, account_id)
+    assert len(link_events(svc, lid, "member_mismatch")) == 1
