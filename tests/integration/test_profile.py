@@ -212,3 +212,24 @@ def test_enforced_a_mismatch_disables_the_link_and_deletes_the_account(service_f
     [account] = svc.accounts("p-7")
     assert account["status"] == "connected" and account["unipile_account_id"] not in (None, account_id)
     assert len(link_events(svc, lid, "member_mismatch")) == 1
+
+
+def test_a_connect_finished_by_webhook_is_read_by_the_sweep(service_factory, simulator) -> None:
+    """A first connect that met an in-app checkpoint ends when the member approves it: Unipile's
+    CREATION_SUCCESS webhook connects the link, and the sweep reads the profile it marked due."""
+    svc = service_factory(**fast())
+    sim_post(simulator, "/_sim/config", json={
+        "webhook_url": f"{svc.url}/v1/webhooks/unipile/account-status",
+        "webhook_header": svc.settings.webhook_header, "webhook_secret": svc.settings.webhook_secret,
+    }).raise_for_status()
+    sim_script(simulator, "AQEDAR-profile-cookie-p8", "5858", ["checkpoint:IN_APP_VALIDATION"], name="Di Approved")
+    svc.new_user("p-8", email="p-8@example.com")
+    assert svc.sync(svc.pair("p-8"), li_at="AQEDAR-profile-cookie-p8", plain_id="5858").status_code == 200
+    assert settled(svc, "p-8", "5858") == "checkpoint"
+    assert linkedin(svc, "p-8")["name"] is None  # not connected: nothing read
+    [account] = sim_get(simulator, "/_sim/accounts").json()["items"]
+    sim_post(simulator, f"/_sim/accounts/{account['id']}/approve").raise_for_status()
+    wait_for(lambda: status_of(svc, "p-8", "5858") == "connected", timeout=15)
+    assert read_name(svc, "p-8", "Di Approved")["member_check"] == "match"
+    order = kinds(svc, "5858")
+    assert order.index("webhook") < order.index("profile_read")
