@@ -77,7 +77,9 @@ async def _sweep_as_leader(rt) -> dict:
                                      .where(links.c.next_attempt_at <= now))).scalar()
     rt.metrics.sweep_lag.set((now - oldest).total_seconds() if oldest else 0)
     attempts = await rt.runner.run_due()
-    profiles = await rt.profiles.read_due()  # reads due after connects, and failed ones retried
+    # profile reads due (connects by webhook or hosted auth, failed reads to retry) run in the
+    # reader's own loop: a burst of them never holds up the emails and notifications below
+    rt.profiles.kick()
     emails = await rt.mailer.deliver_due()
     notices = await rt.notifier.deliver_due()
     pruning = await rt.scheduler.pruner.start_if_due()  # beside the sweep, not in it (domain/retention)
@@ -86,7 +88,7 @@ async def _sweep_as_leader(rt) -> dict:
     async with rt.engine.begin() as conn:
         await conn.execute(leases.update().where(leases.c.name == SWEEP, leases.c.owner == rt.instance_id)
                            .values(last_run_at=now, last_duration_ms=int(duration * 1000)))
-    return {"leader": True, "attempts": attempts, "profiles": profiles, "emails": emails, "notifications": notices,
+    return {"leader": True, "attempts": attempts, "emails": emails, "notifications": notices,
             "prune_started": pruning}
 
 

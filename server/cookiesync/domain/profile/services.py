@@ -5,9 +5,9 @@ The connect is recorded first: the transaction that writes a link `connected` al
 conditional update that pushes `profile_due_at` past the two calls (the claim is the lease: a reader
 that dies leaves the read due again, on any instance), reads `GET /accounts/{id}` and
 `GET /users/me?account_id=`, and records the answer through the policy in one transaction. A failed
-read never touches the link's connection state: the policy sets when it is tried again. The sweep's
-leader reads what is due on each pass; the attempt runner kicks the reader after a connect, so the
-name shows within a moment.
+read never touches the link's connection state: the policy sets when it is tried again. The attempt
+runner kicks the reader after a connect, so the name shows within a moment; the sweep's leader kicks
+it on each pass (connects by webhook or hosted auth, retries), without waiting for it.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def profile_values(p: policy.Profile) -> dict:
 
 
 class ProfileReader(BackgroundLoop):
-    """Reads due profiles, a few at a time; `kick()` after a connect, `read_due()` from the sweep."""
+    """Reads due profiles, a few at a time, whenever kicked (after a connect, and by each sweep)."""
 
     def __init__(self, rt) -> None:
         self.rt = rt
