@@ -14,7 +14,7 @@ from cookiesync.domain.integrator.services import create_api_key
 from tests.support.console import add_staff, link_events, link_id, signed_in
 from tests.support.history import history
 from tests.support.reconnect import connect_one, fast, fire
-from tests.support.service import settled, status_of
+from tests.support.service import in_service_loop, settled, status_of
 from tests.support.simulator import sim_get, sim_post, sim_script
 from tests.support.wait import wait_for
 
@@ -233,3 +233,33 @@ def test_a_connect_finished_by_webhook_is_read_by_the_sweep(service_factory, sim
     assert read_name(svc, "p-8", "Di Approved")["member_check"] == "match"
     order = kinds(svc, "5858")
     assert order.index("webhook") < order.index("profile_read")
+
+
+def test_a_reconnect_during_a_read_leaves_its_own_read_due(service_factory, simulator) -> None:
+    """A read answers what the account was when Unipile answered; a reconnect recorded while that
+    read was under way marks a read of its own due, which the older answer must not clear."""
+    svc = service_factory(**fast(scheduler="off"))  # no sweep: this test drives the reader
+    connect_one(svc, simulator, "p-9", "5959", "AQEDAR-profile-cookie-p9", name="Ed First")
+    read_name(svc, "p-9", "Ed First")
+    lid = link_id(svc, "p-9", "5959")
+
+    def mark_due(conn):
+        return conn.execute(links.update().where(links.c.id == lid).values(profile_due_at=utcnow()))
+
+    svc.db(mark_due)
+    reader = svc.rt.profiles
+    [claimed] = in_service_loop(svc, reader.claim_due())
+    svc.db(mark_due)  # the reconnect, recorded while the read below is under way
+    in_service_loop(svc, reader.read(claimed.id, claimed.unipile_account_id, claimed.profile_due_at))
+    row = svc.db(lambda conn: _link(conn, lid))
+    assert row.profile_due_at is not None and row.profile_due_at < claimed.profile_due_at
+    assert row.member_check == "match" and row.profile_read_at is not None
+    # that read is made, and then nothing is due
+    sim_post(simulator, "/_sim/members/5959", json={"name": "Ed Second"}).raise_for_status()
+    assert in_service_loop(svc, reader.read_due()) == 1
+    row = svc.db(lambda conn: _link(conn, lid))
+    assert row.linkedin_name == "Ed Second" and row.profile_due_at is None
+
+
+async def _link(conn, lid: int):
+    return (await conn.execute(sa.select(links).where(links.c.id == lid))).one()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,7 +89,7 @@ class ProfileReader(BackgroundLoop):
             due = due.with_for_update(skip_locked=True)
         claim = (links.update().where(links.c.id.in_(due.scalar_subquery()), links.c.profile_due_at <= now)
                  .values(profile_due_at=now + self._lease())
-                 .returning(links.c.id, links.c.unipile_account_id))
+                 .returning(links.c.id, links.c.unipile_account_id, links.c.profile_due_at))
         async with rt.engine.begin() as conn:
             return list((await conn.execute(claim)).all())
 
@@ -97,19 +97,20 @@ class ProfileReader(BackgroundLoop):
         """Read every profile due now; returns how many reads were made."""
         total = 0
         while claimed := await self.claim_due():
-            await asyncio.gather(*(self._guarded(r.id, r.unipile_account_id) for r in claimed))
+            await asyncio.gather(*(self._guarded(r.id, r.unipile_account_id, r.profile_due_at) for r in claimed))
             total += len(claimed)
         return total
 
-    async def _guarded(self, link_id: int, account_id: str) -> None:
+    async def _guarded(self, link_id: int, account_id: str, claim: datetime) -> None:
         try:
             async with self.sem:
-                await self.read(link_id, account_id)
+                await self.read(link_id, account_id, claim)
         except Exception:
             log.exception("profile read of link %s failed unexpectedly; its claim expires and it is read again",
                           link_id)
 
-    async def read(self, link_id: int, account_id: str) -> policy.Decision | None:
+    async def read(self, link_id: int, account_id: str, claim: datetime) -> policy.Decision | None:
+        """One read of a claimed link; `claim` is the `profile_due_at` the claim wrote."""
         rt = self.rt
         profile: LinkedInProfile | None = None
         try:
@@ -123,13 +124,13 @@ class ProfileReader(BackgroundLoop):
             event, error = policy.Read(member_of(me)), None
         self.reads += 1
         rt.metrics.profile_reads.labels("read" if profile is not None else "failed").inc()
-        decision, row = await self._record(link_id, account_id, event, profile, error)
+        decision, row = await self._record(link_id, account_id, claim, event, profile, error)
         if decision is not None and decision.disable:
             await self._delete_account(row, account_id)
         return decision
 
-    async def _record(self, link_id: int, account_id: str, event: policy.Event, profile: LinkedInProfile | None,
-                      error: str | None) -> tuple[policy.Decision | None, Any]:
+    async def _record(self, link_id: int, account_id: str, claim: datetime, event: policy.Event,
+                      profile: LinkedInProfile | None, error: str | None) -> tuple[policy.Decision | None, Any]:
         rt = self.rt
         now = utcnow()
         async with rt.engine.begin() as conn:
@@ -138,6 +139,11 @@ class ProfileReader(BackgroundLoop):
                 return None, row  # erased, or connected to another account meanwhile (whose read is due)
             decision = policy.decide(to_policy(row), event, now, self.config)
             values = profile_values(decision.profile)
+            if row.profile_due_at != claim:
+                # a reconnect (same account) marked a new read due while this one was under way: this
+                # answer may be older than that reconnect, so that read stays due
+                values.pop("profile_due_at")
+                values.pop("profile_failures")
             data: dict[str, Any] = {"unipile_account_id": account_id, "note": decision.note,
                                     "failures": decision.profile.failures}
             if profile is not None:
