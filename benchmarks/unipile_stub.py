@@ -2,8 +2,9 @@
 
 Prefers the project's simulator (``cookiesync.simulator.app``) when it exists;
 until then (or with ``--stub``) a minimal ASGI stand-in answers the two calls an
-attempt makes -- ``POST /api/v1/accounts`` and ``POST /api/v1/accounts/{id}``
--- with success after ``latency_ms``, and takes the simulator's control call
+attempt makes -- ``POST /api/v1/accounts`` and ``POST /api/v1/accounts/{id}`` -- and the profile
+read that follows a connect (``GET /api/v1/accounts/{id}``, ``GET /api/v1/users/me``),
+with success after ``latency_ms``, and takes the simulator's control call
 ``POST /_sim/config {"latency_ms": N}``. Both answer control calls only with ``--control-token``
 in ``X-Sim-Token``.
 
@@ -68,6 +69,15 @@ def create_stub_app(api_key: str, control_token: str, latency_ms: float = 0.0):
             if rest:
                 return await reply(send, 200, {"object": "AccountReconnected", "account_id": rest})
             return await reply(send, 201, {"object": "AccountCreated", "account_id": f"stub-acc-{next(ids)}"})
+        if method == "GET" and path.startswith("/api/v1/accounts/"):
+            # the profile read after each connect (domain/profile): a name, no member to compare
+            state["reads"] = state.get("reads", 0) + 1
+            account_id = path.rsplit("/", 1)[1]
+            return await reply(send, 200, {"object": "Account", "type": "LINKEDIN", "id": account_id,
+                                           "name": "Stub Member", "sources": [{"id": account_id, "status": "OK"}],
+                                           "connection_params": {"im": {"premiumFeatures": []}}})
+        if method == "GET" and path == "/api/v1/users/me":
+            return await reply(send, 200, {"object": "AccountOwnerProfile", "provider": "LINKEDIN"})
         return await reply(send, 404, {"status": 404, "type": "errors/resource_not_found", "title": "not found"})
 
     return app

@@ -21,6 +21,9 @@ class Metrics:
                                 ["kind", "outcome"], registry=r)
         self.give_ups = Counter("cookiesync_give_ups_total", "Incidents given up to the user", registry=r)
         self.alerts = Counter("cookiesync_operator_alerts_total", "Operator alerts raised", ["reason"], registry=r)
+        self.profile_reads = Counter("cookiesync_profile_reads_total",
+                                     "LinkedIn profile reads after a connect, by outcome (read | failed)",
+                                     ["outcome"], registry=r)
         self.webhooks = Counter("cookiesync_webhooks_total", "Unipile webhooks received", ["source", "message"],
                                 registry=r)
         self.emails = Counter("cookiesync_emails_total", "Emails by what happened", ["status"], registry=r)

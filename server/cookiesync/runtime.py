@@ -28,6 +28,7 @@ from cookiesync.db.hot import HotReads, HotWrites
 from cookiesync.domain.email.outbox import Mailer
 from cookiesync.domain.email.rendering import EmailTemplates
 from cookiesync.domain.notifications.services import Notifier
+from cookiesync.domain.profile.services import ProfileReader
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import AttemptRunner, policy_config
 from cookiesync.domain.sync import writer
@@ -70,6 +71,7 @@ class Runtime:
     toucher: Toucher = field(init=False)
     revocations: RevocationWatcher = field(init=False)
     runner: AttemptRunner = field(init=False)
+    profiles: ProfileReader = field(init=False)     # reads the LinkedIn profile after each connect
     emails: EmailTemplates = field(init=False)     # what users read: the brand, the email templates
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
@@ -197,12 +199,13 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
         rt.revocations = RevocationWatcher(engine, rt.device_cache, poll_s=max(0.2, settings.token_cache_ttl_s / 2))
         rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s)
         rt.runner = AttemptRunner(rt)
+        rt.profiles = ProfileReader(rt)
         rt.cookie_writer = GroupCommit("new cookies", rt.cookie_writes.together, rt.cookie_writes.alone)
         rt.scheduler = Scheduler(rt)
         if start_background:
             # Started in this order, stopped in the reverse: the sweep first (no new attempts), then
             # the queued cookies are written, the attempts in flight end, last-seen times flush.
-            loops = [rt.revocations, rt.toucher, rt.runner, rt.cookie_writer]
+            loops = [rt.revocations, rt.toucher, rt.profiles, rt.runner, rt.cookie_writer]
             if settings.scheduler == "on":
                 loops.append(rt.scheduler)
             for loop in loops:

@@ -163,6 +163,17 @@ class Settings(msgspec.Struct, kw_only=True):
         "Seconds before the first retry of a failed notification (×4 each time, at most 6 h, "
         "10 attempts)."))] = 5.0
 
+    profile_retry_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds before a failed read of a connected account's LinkedIn profile (name, public identifier, "
+        "premium products, member check) is tried again: ×4 each time, at most 6 h; after 8 failures in a "
+        "row it waits for the next connect. The connect itself never waits for the read."))] = 30.0
+    member_check: Annotated[Literal["record", "enforce"], msgspec.Meta(description=(
+        "What a member mismatch does (Unipile's `GET /users/me` names another LinkedIn member than the "
+        "one the extension reported, so the cookie went with the wrong member): `record` writes it to the "
+        "history, raises an operator alert and flags the link in the console; `enforce` also disables the "
+        "link and deletes the Unipile account made with that cookie (a new connect needs staff to enable "
+        "the link). Keep `record` until the equality is confirmed on a live account (contract §4)."))] = "record"
+
     retention_interval_s: Annotated[float, msgspec.Meta(description=(
         "Seconds between prunes of old rows. The sweep's leader runs them, one at a time across "
         "instances; each records when it ran and what it removed, for the console and `/metrics`."))] = 3600.0

@@ -88,3 +88,15 @@ def one_value_each(connection: ASGIConnection) -> None:
     if twice:
         raise ValidationException(detail="query parameter given more than once: "
                                          + ", ".join(repr(k[:40]) for k in twice))
+
+
+def clean_text(value: object, max_length: int) -> str | None:
+    """Text another service sends us that people wrote (a LinkedIn name), made safe to keep and show:
+    the refused characters above removed, runs of whitespace made one space, at most `max_length`
+    characters; None for anything that is not text or is empty after that. Escaping is the page's
+    and the email's job (their templates autoescape); this keeps what no field may hold out of
+    the database and the logs."""
+    if not isinstance(value, str):
+        return None
+    cleaned = " ".join(_REFUSED.sub(" ", value).split())[:max_length].rstrip()
+    return cleaned or None

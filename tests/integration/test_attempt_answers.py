@@ -73,6 +73,7 @@ def _what_was_written(svc, ids: dict[str, int]) -> dict[str, dict]:
                                           .where(notifications.c.link_id == link_id))).all()
             for key in ("id", "user_id", "unipile_account_id", "incident_id", "updated_at", "last_attempt_at"):
                 link.pop(key)
+            link["profile_read_due"] = link.pop("profile_due_at") is not None  # the time differs
             out[name] = dict(
                 link=link, incident_open=incident.closed_at is None, incident_outcome=incident.outcome,
                 history=[(k, a, {f: v for f, v in d.items() if f != "incident_id"}) for k, a, d in history],
@@ -113,6 +114,8 @@ def test_answers_written_together_leave_what_each_written_alone_leaves(service_f
     # and what that is, so the comparison above compares something
     assert written["reconnected"]["link"]["state"] == "connected" and not written["reconnected"]["incident_open"]
     assert written["reconnected"]["notifications"] == [("link.connected", "pending")]
+    # a connect marks the profile read due, in the same transaction; nothing else does
+    assert {n for n, w in written.items() if w["link"]["profile_read_due"]} == {"reconnected", "first-connect"}
     assert written["refused-again"]["link"]["next_slot"] == 2 and written["refused-again"]["incident_open"]
     assert written["refused-last-slot"]["emails"][0][0] == "gave_up"
     assert written["refused-last-slot"]["link"]["state"] == "needs_user"

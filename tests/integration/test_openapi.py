@@ -41,6 +41,14 @@ EXPECTED = {
 }
 
 
+# response component -> fields it must describe (what integrators read)
+RESPONSE_FIELDS = {
+    "AccountOut": {"plain_id", "status", "unipile_account_id", "date_last_cookie", "auto_connect", "hold_reason",
+                   "last_error", "checkpoint_type", "next_attempt_at", "created_at", "linkedin"},
+    "LinkedInOut": {"name", "public_identifier", "premium", "read_at", "member_check", "member_seen"},
+}
+
+
 def resolve(schema: dict, node: dict) -> dict:
     while "$ref" in node:
         *_, kind, name = node["$ref"].split("/")
@@ -83,6 +91,12 @@ def test_the_schema_names_its_security_errors_and_strict_bodies(service) -> None
     # the actions' body is optional ({"reason": …} for the audit trail)
     assert operations[("post", "/v1/support/links/{link_id}/actions/{action}")]["requestBody"]["required"] is False
     assert operations[("put", "/v1/users/{user_id}")]["requestBody"]["required"] is True
+    for name, fields in RESPONSE_FIELDS.items():
+        assert set(components[name]["properties"]) == fields and set(components[name]["required"]) == fields, name
+    linkedin = components["LinkedInOut"]["properties"]
+    assert "control characters" in str(linkedin["name"]) and "mismatch" in str(linkedin["member_check"])
+    account_linkedin = components["AccountOut"]["properties"]["linkedin"]
+    assert resolve(schema, account_linkedin) is components["LinkedInOut"]
     # every reference in the schema resolves
     text = service.http.get("/schema/openapi.json").text
     for ref in set(re.findall(r'"\$ref":\s*"([^"]+)"', text)):

@@ -153,6 +153,42 @@ def test_content_type_is_exact_everywhere(sim) -> None:
 
 
 # --- create / get / list / users/me ------------------------------------------------------------
+def test_member_controls_name_premium_another_me_and_scripted_reads(sim) -> None:
+    """The controls the profile tests use: a member's name and premium products as GET /accounts/{id}
+    shows them, /users/me answering another member, and scripted read errors (one each, in order)."""
+    register(sim, "AQEDAR-carol", "4343", name="Carol Example")
+    account_id = api(sim, "POST", "/accounts", json=body("AQEDAR-carol")).json()["account_id"]
+    im = api(sim, "GET", f"/accounts/{account_id}").json()["connection_params"]["im"]
+    assert im["premiumFeatures"] == [] and im["username"] == "Carol Example"
+
+    r = sim.post("/_sim/members/4343", json={"name": "Carol\u202e Renamed", "premium_features": ["recruiter"]})
+    assert r.status_code == 200 and r.json()["premium_features"] == ["recruiter"]
+    account = api(sim, "GET", f"/accounts/{account_id}").json()
+    assert account["name"] == "Carol\u202e Renamed"  # as the member wrote it: the client must clean it
+    assert account["connection_params"]["im"]["premiumFeatures"] == ["recruiter"]
+    assert api(sim, "GET", f"/users/me?account_id={account_id}").json()["premium"] is True
+    for bad in ({"premium_features": ["gold"]}, {"premium_features": [{}]}, {"nickname": "x"}, {"name": 3}):
+        assert sim.post("/_sim/members/4343", json=bad).status_code == 400, bad
+
+    assert sim.post(f"/_sim/accounts/{account_id}/me", json={"plain_id": "9999"}).json()["me_plain_id"] == "9999"
+    assert api(sim, "GET", f"/users/me?account_id={account_id}").json()["object_urn"] == "urn:li:member:9999"
+    assert api(sim, "GET", f"/accounts/{account_id}").json()["connection_params"]["im"]["username"] == \
+        "Carol\u202e Renamed"  # the account itself is unchanged
+    sim.post(f"/_sim/accounts/{account_id}/me", json={"plain_id": None}).raise_for_status()
+    assert api(sim, "GET", f"/users/me?account_id={account_id}").json()["object_urn"] == "urn:li:member:4343"
+    assert sim.post("/_sim/accounts/nope/me", json={"plain_id": "1"}).status_code == 404
+
+    assert sim.post("/_sim/reads", json={"outcomes": ["503", "error:500:provider_error"]}).status_code == 200
+    assert api(sim, "GET", f"/accounts/{account_id}").status_code == 503
+    assert api(sim, "GET", f"/users/me?account_id={account_id}").json()["type"] == "errors/provider_error"
+    assert api(sim, "GET", f"/accounts/{account_id}").status_code == 200
+    assert sim.post("/_sim/reads", json={"outcomes": ["checkpoint:2FA"]}).status_code == 400
+    sim.post("/_sim/reads", json={"outcomes": ["sticky:429"]}).raise_for_status()
+    assert [api(sim, "GET", f"/accounts/{account_id}").status_code for _ in range(2)] == [429, 429]
+    assert sim.post("/_sim/reads", json={"clear": True}).json()["outcomes"] == []
+    assert api(sim, "GET", f"/accounts/{account_id}").status_code == 200
+
+
 def test_create_then_account_shapes_and_identity(sim) -> None:
     register(sim, "AQEDAR-alice", "4242", provider_id="ACoAAAlice0001", name="Alice Example")
     r = api(sim, "POST", "/accounts", json=body("AQEDAR-alice", premium_token="AQJ-premium", country="fr",

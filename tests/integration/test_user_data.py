@@ -22,7 +22,10 @@ HOOK_SECRET = "whsec_" + "ZXhwb3J0LXRlc3Qtbm90aWZpY2F0aW9uLWtleQ=="
 
 def _lived(svc, sim, smtp, user_id: str, plain_id: str, li_at: str) -> dict:
     """A user with a whole life in the service; returns what identifies them and their secrets."""
-    token, account_id = connect_one(svc, sim, user_id, plain_id, li_at, ["ok", "sticky:invalid_credentials"])
+    linkedin_name = f"LinkedIn Name {user_id}"
+    token, account_id = connect_one(svc, sim, user_id, plain_id, li_at, ["ok", "sticky:invalid_credentials"],
+                                    name=linkedin_name)
+    wait_for(lambda: svc.accounts(user_id)[0]["linkedin"]["name"] == linkedin_name)  # read after the connect
     r = svc.integrator("PUT", f"/v1/users/{user_id}",
                        json={"email": f"{user_id}@example.com", "display_name": f"Name of {user_id}"})
     assert r.status_code == 200, r.text
@@ -39,6 +42,7 @@ def _lived(svc, sim, smtp, user_id: str, plain_id: str, li_at: str) -> dict:
     link = svc.db(link_row)
     device_id = svc.db(lambda conn: _device_id(conn, user_id))
     return dict(user_id=user_id, email=f"{user_id}@example.com", name=f"Name of {user_id}", plain_id=plain_id,
+                linkedin_name=linkedin_name, public_identifier=link.linkedin_public_id,
                 account_id=account_id, device_id=device_id, link_id=link.id, fingerprint=link.cookie_fingerprint,
                 secrets=[li_at, token, hash_token(token), reconnect_token, code, link.cookie_fingerprint])
 
@@ -62,7 +66,8 @@ def _cells(svc) -> dict[str, list[tuple]]:
 
 def _tables_holding(cells: dict[str, list[tuple]], person: dict) -> dict[str, int]:
     """Per table, the rows that name the person, or point at their link by id."""
-    marks = [person[k] for k in ("user_id", "email", "name", "plain_id", "account_id", "device_id", "fingerprint")]
+    marks = [person[k] for k in ("user_id", "email", "name", "plain_id", "account_id", "device_id", "fingerprint",
+                                 "linkedin_name", "public_identifier")]
     found: dict[str, int] = {}
     for name, rows in cells.items():
         cols = [c.name for c in metadata.tables[name].columns]
@@ -92,6 +97,10 @@ def test_export_holds_everything_and_no_secret_and_erase_leaves_nothing(service_
     [link] = doc["links"]
     assert (link["plain_id"], link["status"], link["unipile_account_id"]) == ("7700101", "needs_user",
                                                                               person["account_id"])
+    assert link["linkedin"] == {"name": "LinkedIn Name gdpr-u1", "public_identifier": person["public_identifier"],
+                                "premium": [], "read_at": link["linkedin"]["read_at"], "member_check": "match",
+                                "member_seen": None}
+    assert person["public_identifier"] == "linkedin-name-gdpr-u1-7700101" and link["linkedin"]["read_at"]
     assert [i["kind"] for i in link["incidents"]] == ["connect", "reconnect"]
     assert link["incidents"][0]["outcome"] == "connected" and link["incidents"][1]["attempts"] == 5
     assert link["incidents"][1]["closed_at"] is None  # still open: it waits for the user
@@ -100,7 +109,7 @@ def test_export_holds_everything_and_no_secret_and_erase_leaves_nothing(service_
     assert {n["event_type"] for n in doc["notifications"]} == {"link.connected", "link.needs_user"}
     assert len(doc["pairing_codes"]) == 2 and sum(p["used_at"] is None for p in doc["pairing_codes"]) == 1
     kinds = [e["kind"] for e in doc["history"]]
-    for kind in ("user_created", "device_paired", "cookie_received", "attempt", "email_queued"):
+    for kind in ("user_created", "device_paired", "cookie_received", "attempt", "email_queued", "profile_read"):
         assert kind in kinds, kinds
     assert kinds.count("attempt") >= 6
     text = r.text
@@ -113,7 +122,10 @@ def test_export_holds_everything_and_no_secret_and_erase_leaves_nothing(service_
     assert svc.integrator("GET", "/v1/users/nobody/export").status_code == 404
     assert svc.http.get("/v1/users/gdpr-u1/export").status_code == 401
 
-    before = _tables_holding(_cells(svc), person)
+    cells_before = _cells(svc)
+    # the LinkedIn name is held (on the link) until the erasure, which must remove it
+    assert any(person["linkedin_name"] in cell for row in cells_before["links"] for cell in row)
+    before = _tables_holding(cells_before, person)
     # the scan sees the person wherever the service keeps them
     assert set(before) >= {"users", "devices", "links", "incidents", "events", "outbox", "notifications",
                            "pairing_codes"}, before

@@ -8,8 +8,9 @@ from tests.support.simulator import sim_post, sim_script
 INTERVAL = 0.8
 
 
-def connect_one(svc, sim, user_id: str, plain_id: str, li_at: str, outcomes: list[str] | None = None):
-    sim_script(sim, li_at, plain_id, outcomes)
+def connect_one(svc, sim, user_id: str, plain_id: str, li_at: str, outcomes: list[str] | None = None,
+                name: str | None = None):
+    sim_script(sim, li_at, plain_id, outcomes, name=name)
     svc.new_user(user_id, email=f"{user_id}@example.com")
     token = svc.pair(user_id)
     assert svc.sync(token, li_at=li_at, plain_id=plain_id).status_code == 200

@@ -26,9 +26,10 @@ def sim_post(sim, path: str, **kw) -> httpx.Response:
 
 
 def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None,
-               latency_ms: int | None = None) -> None:
+               latency_ms: int | None = None, name: str | None = None) -> None:
+    """The cookie `li_at` is member `plain_id`'s (named `name`, or "Member <plain_id>")."""
     USED_SECRETS.add(li_at)
-    body = {"li_at": li_at, "plain_id": plain_id, "name": f"Member {plain_id}"}
+    body = {"li_at": li_at, "plain_id": plain_id, "name": name or f"Member {plain_id}"}
     if outcomes:
         body["outcomes"] = outcomes
     if latency_ms is not None:

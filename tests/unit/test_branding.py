@@ -83,7 +83,7 @@ def test_html_overrides_are_autoescaped_and_text_ones_are_not(tmp_path) -> None:
     settings = _folder(tmp_path, reconnect_html="<p>{{ name }} {{ reconnect_url }}</p>",
                        reconnect_txt="{{ name }} {{ reconnect_url }}")
     _, text, html = EmailTemplates(settings).render(
-        Email.GAVE_UP, identity="LinkedIn member 1", name="<b>Ann & Bo</b>", reconnect_url="https://x/r/[t]",
+        Email.GAVE_UP, linkedin_name=None, plain_id="1", name="<b>Ann & Bo</b>", reconnect_url="https://x/r/[t]",
         link_ttl_s=86400, stale=False, last_cookie=None)
     assert html == "<p>&lt;b&gt;Ann &amp; Bo&lt;/b&gt; https://x/r/[t]</p>"
     assert text == "<b>Ann & Bo</b> https://x/r/[t]"
@@ -95,7 +95,7 @@ def test_the_built_in_emails_never_say_cookiesync(kind, stale) -> None:
     for settings in (Settings(), Settings(product_name="Acme", support_contact="https://acme.example/help",
                                           app_url="https://acme.example", logo_url="https://acme.example/l.png")):
         templates = EmailTemplates(settings)
-        mail = templates.render(kind, identity="LinkedIn member 1", name=None, reconnect_url="https://x/r",
+        mail = templates.render(kind, linkedin_name=None, plain_id="1", name=None, reconnect_url="https://x/r",
                                 link_ttl_s=7 * 86400, stale=stale, last_cookie=datetime(2026, 1, 1, tzinfo=timezone.utc))
         assert not [part for part in mail if "cookiesync" in part.lower()]
         assert f"disconnected from {templates.brand.product_name}" in mail[1]
@@ -108,3 +108,29 @@ def test_the_readme_lists_every_template_variable() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Emails to your users"):readme.index("## Deployment")]
     assert [v for v in VARIABLES if f"| `{v}` | {VARIABLES[v]} |" not in section] == []
+
+
+def test_the_linkedin_name_is_the_identity_escaped_and_old_templates_still_work(tmp_path) -> None:
+    """An override written before `linkedin_name` existed (it says `identity`) renders the name; a new
+    one may use `linkedin_name` and `linkedin_member`; the HTML escapes the member's own text."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = _folder(tmp_path / "old", reconnect_html="<p>{{ identity }} {{ reconnect_url }}</p>",
+                  reconnect_txt="{{ identity }} {{ reconnect_url }}")
+    new = _folder(tmp_path / "new", reconnect_txt=(
+        "{% if linkedin_name %}{{ linkedin_name }} ({{ linkedin_member }}){% else %}{{ linkedin_member }}{% endif %}"
+        " {{ reconnect_url }}"))
+    common = dict(name=None, reconnect_url="https://x/r", link_ttl_s=86400, stale=False, last_cookie=None)
+    _, text, html = EmailTemplates(old).render(Email.GAVE_UP, linkedin_name="Jo <b>&</b>", plain_id="5151", **common)
+    assert html == "<p>Jo &lt;b&gt;&amp;&lt;/b&gt; https://x/r</p>" and text == "Jo <b>&</b> https://x/r"
+    _, text, _ = EmailTemplates(old).render(Email.GAVE_UP, linkedin_name=None, plain_id="5151", **common)
+    assert text == "LinkedIn member 5151 https://x/r"
+    templates = EmailTemplates(new)
+    assert templates.render(Email.CHECKPOINT, linkedin_name="Jo Bo", plain_id="5151", **common)[1] == \
+        "Jo Bo (LinkedIn member 5151) https://x/r"
+    assert templates.render(Email.CHECKPOINT, linkedin_name=None, plain_id="5151", **common)[1] == \
+        "LinkedIn member 5151 https://x/r"
+    # the built-in ones: "Your LinkedIn account <name>"
+    _, text, html = EmailTemplates(Settings()).render(Email.GAVE_UP, linkedin_name="Jane Doe", plain_id="5151",
+                                                     **common)
+    assert "Your LinkedIn account <strong>Jane Doe</strong>" in html and "Your LinkedIn account Jane Doe " in text

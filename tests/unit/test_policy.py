@@ -28,6 +28,7 @@ ALL_EVENTS = [
     p.HostedAuthCompleted(), p.AttemptSucceeded(), p.AttemptCheckpoint("2FA"),
     *[p.AttemptFailed(f, scheduled=s) for f in Failure for s in (True, False)],
     *[p.StaffAction(a) for a in ("retry", "stop", "disable", "enable")],
+    p.MemberMismatch(),
 ]
 
 
@@ -58,7 +59,7 @@ def expected(state: State, ev) -> tuple[State, bool, Email | None]:
             return State.CHECKPOINT, False, (None if state is State.CHECKPOINT else Email.CHECKPOINT)
         case p.AttemptFailed():
             return state, False, None  # mid-window failures never change the state
-        case p.StaffAction(action="disable"):
+        case p.StaffAction(action="disable") | p.MemberMismatch():
             return State.DISABLED, False, None
         case p.StaffAction(action="enable"):
             if state is State.DISABLED:

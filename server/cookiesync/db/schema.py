@@ -133,6 +133,16 @@ links = sa.Table(
     sa.Column("checkpoint_type", sa.String(40)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # the LinkedIn profile, read from Unipile after each connect (domain/profile; migration 0011):
+    # user-controlled text, cleaned on the way in (validation.clean_text)
+    sa.Column("linkedin_name", sa.String(200)),
+    sa.Column("linkedin_public_id", sa.String(100)),
+    sa.Column("linkedin_premium", sa.JSON),            # ["sales_navigator", ...]; NULL: not said
+    sa.Column("profile_due_at", UTCDateTime, index=True),  # a read is due; a claim pushes it on (lease)
+    sa.Column("profile_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("profile_read_at", UTCDateTime),
+    sa.Column("member_check", sa.String(20)),          # match | mismatch | unverified; NULL: not yet
+    sa.Column("member_seen", sa.String(40)),           # the member /users/me named, when not plain_id
     sa.UniqueConstraint("user_id", "plain_id"),
 )
 

@@ -77,6 +77,9 @@ async def _sweep_as_leader(rt) -> dict:
                                      .where(links.c.next_attempt_at <= now))).scalar()
     rt.metrics.sweep_lag.set((now - oldest).total_seconds() if oldest else 0)
     attempts = await rt.runner.run_due()
+    # profile reads due (connects by webhook or hosted auth, failed reads to retry) run in the
+    # reader's own loop: a burst of them never holds up the emails and notifications below
+    rt.profiles.kick()
     emails = await rt.mailer.deliver_due()
     notices = await rt.notifier.deliver_due()
     pruning = await rt.scheduler.pruner.start_if_due()  # beside the sweep, not in it (domain/retention)

@@ -24,6 +24,7 @@ from cookiesync.simulator.state import (
     error_for,
     new_id,
     plain_id_for_cookie,
+    take,
 )
 from cookiesync.simulator.transport import API
 from cookiesync.simulator.webhooks import fire_later
@@ -177,10 +178,17 @@ async def list_accounts(request: Request) -> Response:
                   "total_count": len(accounts), "status_counts": counts})
 
 
+def _scripted_read(sim: SimState) -> Response | None:
+    """The next scripted answer of a read (`/_sim/reads`), when it is an error."""
+    outcome = take(sim.read_outcomes)
+    return _status_code_for(outcome) if outcome else None
+
+
 @get(f"{API}/accounts/{{account_id:str}}")
 async def get_account(request: Request, account_id: str) -> Response:
     sim = sim_of(request)
-    return jresp(sim.account_json(account_of(sim, account_id)))
+    account = account_of(sim, account_id)
+    return _scripted_read(sim) or jresp(sim.account_json(account))
 
 
 @delete(f"{API}/accounts/{{account_id:str}}", status_code=200)
@@ -215,10 +223,13 @@ async def users_me(request: Request) -> Response:
     account = account_of(sim, account_id)
     if account.status != "OK":
         return err(*error_for("disconnected_account"))
-    m = sim.members[account.plain_id]
+    if failure := _scripted_read(sim):
+        return failure
+    m = sim.members[account.me_plain_id or account.plain_id]
     first, _, last = m.name.partition(" ")
     return jresp({"object": "AccountOwnerProfile", "provider": "LINKEDIN", "provider_id": m.provider_id,
                   "entity_urn": f"urn:li:fsd_profile:{m.provider_id}", "object_urn": f"urn:li:member:{m.plain_id}",
                   "first_name": first, "last_name": last, "public_identifier": m.public_identifier,
-                  "profile_picture_url": None, "premium": bool(account.creds and account.creds.li_a_fp),
+                  "profile_picture_url": None,
+                  "premium": bool(m.premium) if m.premium is not None else bool(account.creds and account.creds.li_a_fp),
                   "occupation": "Simulated member", "location": None})

@@ -1,6 +1,7 @@
 """The control API under ``/_sim`` (``CONTROL``; not in the OpenAPI schema), for tests and the demo:
 reset, configuration, scripted outcomes and latency per cookie, account or globally (fault
-injection), account status changes with their webhooks, checkpoint approval, and inspection of
+injection), account status changes with their webhooks, checkpoint approval, members' names and
+premium products, `/users/me` answering another member, scripted read errors, and inspection of
 calls, accounts, hosted links and webhook deliveries.
 
 Every request needs the simulator's control token in ``X-Sim-Token``: `transport.SimulatorApp`
@@ -102,6 +103,63 @@ async def sim_cookies(request: Request) -> Response:
     return jresp(entry.as_dict() | {"member": member.as_dict() if member else None})
 
 
+PREMIUM_FEATURES = ("recruiter", "sales_navigator", "premium")  # contract §4
+
+
+@post("/members/{plain_id:str}", status_code=200)
+async def sim_member(request: Request, plain_id: str) -> Response:
+    """Create or change a member: its name (any text: the names members write are not ours to
+    vet, the service must clean them) and the premium products its accounts show
+    (`premium_features`, a subset of contract §4's; null: derived from the cookies again)."""
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"name", "provider_id", "premium_features"}, ())
+    name, provider_id = want(body, "name", str), want(body, "provider_id", str)
+    premium = want(body, "premium_features", list)
+    if premium is not None and not all(isinstance(v, str) and v in PREMIUM_FEATURES for v in premium):
+        raise BadRequest("invalid_parameters", f"premium_features takes {', '.join(PREMIUM_FEATURES)}.")
+    async with sim.lock:
+        member = sim.member(plain_id, provider_id, name)
+        if name is not None:
+            member.name = name  # also "" (sim.member keeps the old name for a falsy one)
+        if "premium_features" in body:
+            member.premium = premium
+    return jresp(member.as_dict())
+
+
+@post("/accounts/{account_id:str}/me", status_code=200)
+async def sim_account_me(request: Request, account_id: str) -> Response:
+    """Make `GET /users/me` for this account answer another member (`plain_id`; null: its own):
+    a cookie that went with the wrong member."""
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"plain_id"}, ())
+    plain_id = want(body, "plain_id", str)
+    async with sim.lock:
+        account = account_of(sim, account_id)
+        if plain_id is not None:
+            sim.member(plain_id)
+        account.me_plain_id = plain_id
+    return jresp(sim.account_internal(account))
+
+
+@post("/reads", status_code=200)
+async def sim_reads(request: Request) -> Response:
+    """Script the next answers of `GET /accounts/{id}` and `GET /users/me` (outcomes as for
+    connects: `ok`, an error name, `error:NNN:type`; a `sticky:` last one repeats)."""
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"outcomes", "clear"}, ())
+    outcomes = _outcomes(body.get("outcomes", []))
+    if any(o.removeprefix("sticky:").startswith("checkpoint:") for o in outcomes):
+        raise BadRequest("invalid_parameters", "a read answers no checkpoint.")
+    async with sim.lock:
+        if body.get("clear"):
+            sim.read_outcomes.clear()
+        sim.read_outcomes.extend(outcomes)
+    return jresp({"outcomes": list(sim.read_outcomes)})
+
+
 @post("/outcomes", status_code=200)
 async def sim_outcomes(request: Request) -> Response:
     sim = sim_of(request)
@@ -171,5 +229,5 @@ async def sim_deliveries(request: Request) -> Response:
 
 CONTROL = Router(path="/_sim", include_in_schema=False, route_handlers=[
     sim_reset, sim_get_config, sim_stats, sim_config, sim_cookies, sim_outcomes, sim_calls, sim_accounts,
-    sim_account_status, sim_approve, sim_hosted_links, sim_deliveries,
+    sim_account_status, sim_approve, sim_hosted_links, sim_deliveries, sim_member, sim_account_me, sim_reads,
 ])

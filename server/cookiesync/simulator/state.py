@@ -173,6 +173,7 @@ class Member:
     plain_id: str
     provider_id: str
     name: str
+    premium: list[str] | None = None  # premiumFeatures as set by /_sim/members; None: from the cookies
 
     @property
     def public_identifier(self) -> str:
@@ -181,7 +182,7 @@ class Member:
 
     def as_dict(self) -> dict:
         return {"plain_id": self.plain_id, "provider_id": self.provider_id, "name": self.name,
-                "public_identifier": self.public_identifier}
+                "public_identifier": self.public_identifier, "premium_features": self.premium}
 
 
 @dataclass
@@ -239,6 +240,7 @@ class Account:
     connection_method: str = "cookies"
     checkpoint: Checkpoint | None = None
     reconnects: int = 0
+    me_plain_id: str | None = None  # /users/me answers this member instead (/_sim/accounts/{id}/me)
 
 
 @dataclass
@@ -290,6 +292,7 @@ class SimState:
         self.accounts: dict[str, Account] = {}
         self.account_outcomes: dict[str, list[str]] = {}
         self.global_outcomes: list[str] = []
+        self.read_outcomes: list[str] = []  # the next GET /accounts/{id} and /users/me answers (/_sim/reads)
         self.webhooks: dict[str, Webhook] = {}
         self.hosted: dict[str, HostedLink] = {}
         self.calls: deque[dict] = deque(maxlen=self.config.calls_max)
@@ -345,6 +348,8 @@ class SimState:
             features.append("sales_navigator")
         if c.recruiter_contract_id and "linkedin_recruiter" not in c.disabled_features:
             features.append("recruiter")
+        if m.premium is not None:
+            features = list(m.premium)
         if c.proxy:
             proxy = {"source": "USER", **c.proxy}
         else:
@@ -367,6 +372,6 @@ class SimState:
                 "li_a_fingerprint": c.li_a_fp,
                 "user_agent": c.user_agent, "ip": c.ip, "country": c.country, "proxy": c.proxy,
                 "recruiter_contract_id": c.recruiter_contract_id, "disabled_features": c.disabled_features,
-                "connection_method": a.connection_method, "reconnects": a.reconnects,
+                "connection_method": a.connection_method, "reconnects": a.reconnects, "me_plain_id": a.me_plain_id,
                 "checkpoint": {"kind": cp.kind, **cp.body} if cp else None,
                 "outcomes": list(self.account_outcomes.get(a.id, []))}

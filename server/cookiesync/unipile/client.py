@@ -211,6 +211,10 @@ class UnipileClient:
     async def get_account(self, account_id: str) -> dict:
         return await self._json("GET", f"/accounts/{account_id}", "accounts.get")
 
+    async def get_me(self, account_id: str) -> dict:
+        """The account's own member (contract §4: `AccountOwnerProfile`, with `object_urn`)."""
+        return await self._json("GET", "/users/me", "users.me", params={"account_id": account_id})
+
     async def restart_account(self, account_id: str) -> dict:
         return await self._json("POST", f"/accounts/{account_id}/restart", "accounts.restart")
 

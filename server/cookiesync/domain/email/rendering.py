@@ -80,7 +80,10 @@ VARIABLES = {
     "logo_url": "COOKIESYNC_LOGO_URL, or \"\"",
     "app_url": "COOKIESYNC_APP_URL, or \"\"",
     "name": "the user's display name, or none",
-    "identity": "which LinkedIn account, e.g. `LinkedIn member 1234`",
+    "identity": "which LinkedIn account: its member's name as LinkedIn shows it (e.g. `Jane Doe`), or "
+                "`LinkedIn member 1234` while the name is not known",
+    "linkedin_name": "the LinkedIn member's name as read from Unipile, or none",
+    "linkedin_member": "the member's number, as `LinkedIn member 1234`",
     "reconnect_url": "the reconnect link; it must appear in reconnect.txt and reconnect.html",
     "what_happened": "one sentence on what LinkedIn did, for the kind",
     "link_days": "days the reconnect link works (a number)",
@@ -104,7 +107,9 @@ def _samples() -> list[dict[str, object]]:
                 support_url="mailto:help@sample.invalid" if full else "",
                 logo_url="https://sample.invalid/logo.png" if full else "",
                 app_url="https://sample.invalid/app" if full else "",
-                name="Sample User" if full else None, identity="LinkedIn member 1234",
+                name="Sample User" if full else None,
+                identity="Sample Member" if full else "LinkedIn member 1234",
+                linkedin_name="Sample Member" if full else None, linkedin_member="LinkedIn member 1234",
                 reconnect_url=_SAMPLE_URL, link_days=7, stale=full,
                 last_cookie="2026-01-02 03:04 UTC" if full else "never"))
     assert all(set(s) == set(VARIABLES) for s in out)
@@ -151,12 +156,16 @@ class EmailTemplates:
                 raise _error(path, None, "does not show {{ reconnect_url }} as it is: the email would have "
                                          "no working reconnect link")
 
-    def render(self, kind: Email, *, identity: str, name: str | None, reconnect_url: str, link_ttl_s: float,
-               stale: bool, last_cookie: datetime | None) -> tuple[str, str, str]:
-        """Subject (one line), plain-text body and HTML body."""
+    def render(self, kind: Email, *, linkedin_name: str | None, plain_id: str, name: str | None,
+               reconnect_url: str, link_ttl_s: float, stale: bool,
+               last_cookie: datetime | None) -> tuple[str, str, str]:
+        """Subject (one line), plain-text body and HTML body. `linkedin_name` is the member's
+        name as read from Unipile (domain/profile), None while it is not known."""
+        member = f"LinkedIn member {plain_id}"
         ctx = self.brand.variables() | dict(
             kind=kind.value, subject=SUBJECTS[kind], what_happened=WHAT_HAPPENED[kind],
-            name=name, identity=identity, reconnect_url=reconnect_url,
+            name=name, identity=linkedin_name or member, linkedin_name=linkedin_name or None,
+            linkedin_member=member, reconnect_url=reconnect_url,
             link_days=max(1, int(link_ttl_s // 86400)), stale=stale,
             last_cookie=last_cookie.strftime("%Y-%m-%d %H:%M UTC") if last_cookie else "never",
         )

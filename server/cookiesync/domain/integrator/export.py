@@ -23,6 +23,7 @@ from cookiesync.db.schema import devices, events, incidents, links, notification
     utcnow
 from cookiesync.domain.integrator.schemas import ExportDevice, ExportEmail, ExportEvent, ExportIncident, \
     ExportLink, ExportNotification, ExportPairingCode, UserExport, UserOut
+from cookiesync.domain.integrator.services import linkedin_of
 from cookiesync.domain.reconnect.services import add_event
 from cookiesync.runtime import Runtime
 
@@ -33,6 +34,10 @@ _LINK = (links.c.id, links.c.plain_id, links.c.state, links.c.auto_connect, link
          links.c.unipile_account_id, links.c.user_agent, links.c.client_ip, links.c.date_last_cookie,
          links.c.last_attempt_at, links.c.last_error, links.c.checkpoint_type, links.c.next_attempt_at,
          links.c.created_at, links.c.updated_at)
+# the LinkedIn profile (migration 0011), handed out as `linkedin` (integrator.services.linkedin_of); not
+# profile_due_at and profile_failures, which are the service's own bookkeeping
+_PROFILE = (links.c.linkedin_name, links.c.linkedin_public_id, links.c.linkedin_premium, links.c.profile_read_at,
+            links.c.member_check, links.c.member_seen)
 _INCIDENT = (incidents.c.id, incidents.c.link_id, incidents.c.kind, incidents.c.opened_at, incidents.c.closed_at,
              incidents.c.outcome, incidents.c.attempts)
 _EMAIL = (outbox.c.id, outbox.c.kind, outbox.c.link_id, outbox.c.to_addr, outbox.c.subject, outbox.c.status,
@@ -72,7 +77,7 @@ async def _read(rt: Runtime, user_id: str) -> UserExport | None:
         async def rows(cols, table, where, order):
             return (await conn.execute(sa.select(*cols).where(where).order_by(order))).all()
 
-        link_rows = await rows(_LINK, links, links.c.user_id == user_id, links.c.id)
+        link_rows = await rows(_LINK + _PROFILE, links, links.c.user_id == user_id, links.c.id)
         link_ids = [r.id for r in link_rows]
         incident_rows = (await rows(_INCIDENT, incidents, incidents.c.link_id.in_(link_ids), incidents.c.id)
                          if link_ids else [])
@@ -85,7 +90,7 @@ async def _read(rt: Runtime, user_id: str) -> UserExport | None:
             user=UserOut(user.user_id, user.email, user.display_name, user.created_at, user.updated_at),
             devices=[ExportDevice(*r) for r in await rows(_DEVICE, devices, devices.c.user_id == user_id,
                                                           devices.c.created_at)],
-            links=[ExportLink(*r, incidents=by_link[r.id]) for r in link_rows],
+            links=[ExportLink(*r[:len(_LINK)], linkedin=linkedin_of(r), incidents=by_link[r.id]) for r in link_rows],
             emails=[ExportEmail(*r) for r in await rows(_EMAIL, outbox, outbox.c.user_id == user_id, outbox.c.id)],
             notifications=[ExportNotification(r.id, r.event_type, r.link_id, _payload(r.payload), r.status,
                                               r.created_at, r.delivered_at)

@@ -32,6 +32,27 @@ class PairingCodeOut(msgspec.Struct):
     expires_at: datetime
 
 
+MemberCheck = Annotated[str | None, msgspec.Meta(description=(
+    "whether Unipile's `GET /users/me` names the same LinkedIn member as `plain_id`: `match`, `mismatch` "
+    "(the cookie went with another member; see `member_seen`), `unverified` (its answer named no member), "
+    "or null before the first read"))]
+
+
+class LinkedInOut(msgspec.Struct):
+    """The member as Unipile describes the account, read after each connect and reconnect. A field
+    is null until a read says it (a read that does not say it keeps the earlier value)."""
+    name: Annotated[str | None, msgspec.Meta(description=(
+        "the member's name as LinkedIn shows it (their own text: no control characters, at most 200)"))]
+    public_identifier: Annotated[str | None, msgspec.Meta(description=(
+        "the member's profile name in linkedin.com/in/<public_identifier>"))]
+    premium: Annotated[list[str] | None, msgspec.Meta(description=(
+        "premium products the account has, of `premium`, `recruiter`, `sales_navigator`; [] for none"))]
+    read_at: datetime | None
+    member_check: MemberCheck
+    member_seen: Annotated[str | None, msgspec.Meta(description=(
+        "the member number Unipile named when it is not `plain_id`"))]
+
+
 class AccountOut(msgspec.Struct):
     plain_id: str
     status: str
@@ -43,6 +64,7 @@ class AccountOut(msgspec.Struct):
     checkpoint_type: str | None
     next_attempt_at: datetime | None
     created_at: datetime
+    linkedin: LinkedInOut
 
 
 class AccountsOut(msgspec.Struct):
@@ -92,6 +114,7 @@ class ExportLink(msgspec.Struct):
     next_attempt_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    linkedin: LinkedInOut
     incidents: list[ExportIncident]
 
 

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cookiesync.db.engine import make_engine, reader
 from cookiesync.db.schema import api_keys, devices, events, incidents, insert_missing, links, notifications, outbox, \
     pairing_codes, users, utcnow
-from cookiesync.domain.integrator.schemas import AccountOut, AccountsOut, EraseOut, PairingCodeOut, UserOut
+from cookiesync.domain.integrator.schemas import AccountOut, AccountsOut, EraseOut, LinkedInOut, PairingCodeOut, \
+    UserOut
 from cookiesync.domain.reconnect.services import add_event
 from cookiesync.domain.sync.services import forget_user
 from cookiesync.runtime import Runtime
@@ -153,7 +154,13 @@ async def list_accounts(rt: Runtime, user_id: str) -> AccountsOut:
         plain_id=r.plain_id, status=r.state, unipile_account_id=r.unipile_account_id,
         date_last_cookie=r.date_last_cookie, auto_connect=r.auto_connect, hold_reason=r.hold_reason,
         last_error=r.last_error, checkpoint_type=r.checkpoint_type, next_attempt_at=r.next_attempt_at,
-        created_at=r.created_at) for r in rows])
+        created_at=r.created_at, linkedin=linkedin_of(r)) for r in rows])
+
+
+def linkedin_of(r) -> LinkedInOut:
+    """A link row's LinkedIn profile columns (migration 0011) as the API shows them."""
+    return LinkedInOut(name=r.linkedin_name, public_identifier=r.linkedin_public_id, premium=r.linkedin_premium,
+                       read_at=r.profile_read_at, member_check=r.member_check, member_seen=r.member_seen)
 
 
 async def erase_user(rt: Runtime, user_id: str, actor: str, *, delete_in_unipile: bool) -> EraseOut:

@@ -101,9 +101,15 @@ class StaffAction:
     action: str  # retry | stop | disable | enable
 
 
+@dataclass(frozen=True)
+class MemberMismatch:
+    """Unipile says the account is another LinkedIn member's than the link's, and the member check
+    is enforced (domain/profile): the link stops using that cookie."""
+
+
 Event = (
     CookieReceived | WebhookStatus | HostedAuthCompleted | AttemptSucceeded
-    | AttemptCheckpoint | AttemptFailed | StaffAction
+    | AttemptCheckpoint | AttemptFailed | StaffAction | MemberMismatch
 )
 
 
@@ -183,6 +189,11 @@ def decide(link: Link, event: Event, now: datetime, config: Config = Config()) -
             return decision
         case StaffAction():
             return _on_staff(link, event, now)
+        case MemberMismatch():
+            # a cookie of the wrong member must not be used again, whatever the link was doing
+            if link.state is State.DISABLED:
+                return _unchanged(link, "member mismatch; link already disabled")
+            return _close(link, State.DISABLED, "disabled: the cookie is another LinkedIn member's")
     raise TypeError(f"unknown event {event!r}")
 
 

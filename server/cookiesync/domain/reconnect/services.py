@@ -162,6 +162,10 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
                 link_id=row.id, kind="reconnect" if new.has_account else "connect", opened_at=now, attempts=0))
             incident_id = result.inserted_primary_key[0]
             values.update(incident_id=incident_id, attempts_in_incident=0)
+    if decision.changed and new.state is State.CONNECTED and row.state != State.CONNECTED.value:
+        # connected or reconnected: the LinkedIn profile is read again, after this commits
+        # (domain/profile); recorded here, so neither a crash nor a failed read loses it
+        values.update(profile_due_at=now, profile_failures=0)
     if values:
         queue.link(row.id, values)
         rt.link_cache.drop((row.user_id, row.plain_id))  # the sync path answers with the state: let it re-read
@@ -177,16 +181,21 @@ async def apply_event(rt, conn: AsyncConnection, row: Any, event: policy.Event, 
             queue.notifications.append(notice)
 
     if decision.alert:
-        rt.metrics.alerts.labels(decision.alert[:60]).inc()
-        log.error("OPERATOR ALERT link=%s: %s", row.id, decision.alert)
-        queue.event(user_id=row.user_id, link_id=row.id, kind="operator_alert", data={"reason": decision.alert},
-                    actor=None, at=now)
+        raise_alert(rt, queue, row, decision.alert, now)
     if decision.email is not None:
         await queue.flush(conn)  # the email is rendered from the link as just written
         await write_email(rt, conn, row, decision.email, incident_id, now)
     if writes is None:
         await queue.flush(conn)
     return decision
+
+
+def raise_alert(rt, queue: Writes, row: Any, reason: str, now: datetime) -> None:
+    """An operator alert: an error log line operators page on, the metric by reason, a history row."""
+    rt.metrics.alerts.labels(reason[:60]).inc()
+    log.error("OPERATOR ALERT link=%s: %s", row.id, reason)
+    queue.event(user_id=row.user_id, link_id=row.id, kind="operator_alert", data={"reason": reason},
+                actor=None, at=now)
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,7 @@ async def render_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, 
     last_cookie = link_row.date_last_cookie
     stale = last_cookie is None or (now - last_cookie).total_seconds() > s.stale_cookie_s
     subject, text, html = rt.emails.render(
-        kind, identity=f"LinkedIn member {row.plain_id}", name=user.display_name if user else None,
+        kind, linkedin_name=link_row.linkedin_name, plain_id=row.plain_id, name=user.display_name if user else None,
         reconnect_url=email_outbox.reconnect_url(s.base_url), link_ttl_s=s.reconnect_link_ttl_s,
         stale=stale, last_cookie=last_cookie,
     )
@@ -387,6 +396,8 @@ class AttemptRunner(BackgroundLoop):
                                                      row.next_slot if scheduled else None))
         if decision and decision.attempt_now:
             self.kick()
+        if decision and decision.changed and decision.link.state is State.CONNECTED:
+            rt.profiles.kick()  # its read is due, committed with this answer
 
     async def _record_alone(self, answer: "_Answer") -> policy.Decision | None:
         async with self.rt.engine.begin() as conn:

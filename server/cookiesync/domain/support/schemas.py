@@ -94,6 +94,13 @@ class LinkSummary(msgspec.Struct):
     checkpoint_type: str | None
     created_at: datetime
     updated_at: datetime
+    # the LinkedIn profile read from Unipile (domain/profile); None until a read says it
+    linkedin_name: str | None = None
+    linkedin_public_id: str | None = None
+    linkedin_premium: list[str] | None = None
+    profile_read_at: datetime | None = None
+    member_check: str | None = None     # match | mismatch | unverified
+    member_seen: str | None = None      # the member Unipile named, when not plain_id
 
 
 class LinkPage(msgspec.Struct):

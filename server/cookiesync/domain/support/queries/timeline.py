@@ -72,6 +72,23 @@ def describe(kind: str, data: dict, actor: str | None) -> tuple[str, str]:
         return f"hosted auth: {d.get('status') or d.get('message') or ''}{arrow}" + (f" · {note}" if note else ""), "ok"
     if kind == "reconnect_link_opened":
         return "the user opened the reconnect link from the email", "info"
+    if kind == "profile_read":
+        premium = d.get("premium")
+        return (f"LinkedIn profile read · member check {d.get('member_check') or '—'}"
+                + (" · name changed" if d.get("name_changed") else "")
+                + (f" · premium: {', '.join(map(str, premium)) or 'none'}" if isinstance(premium, list) else ""),
+                "bad" if d.get("member_check") == "mismatch" else "info")
+    if kind == "profile_read_failed":
+        return f"LinkedIn profile read failed: {d.get('error')}" + (f" · {note}" if note else ""), "warn"
+    if kind == "member_mismatch":
+        return (f"member mismatch: Unipile says the cookie is LinkedIn member {d.get('member_seen')}'s, not "
+                f"{d.get('plain_id')}'s" + (" · enforced" if d.get("enforced") else " · recorded only")), "bad"
+    if kind == "member_check_enforced":
+        return f"member check enforced{arrow}" + (f" · {note}" if note else ""), "bad"
+    if kind == "unipile_account_deleted":
+        return (f"Unipile account {d.get('unipile_account_id')} "
+                + ("deleted" if d.get("deleted") else f"NOT deleted ({d.get('error')})")
+                + f" · {d.get('reason')}"), "warn" if d.get("deleted") else "bad"
     if kind == "account_restart":
         return f"asked Unipile to restart the account: {d.get('outcome')}", "info"
     return f"{kind.replace('_', ' ')}{arrow}" + (f" · {note}" if note else ""), "info"
