@@ -4,6 +4,8 @@
 import { normalizeBackendUrl, originPattern } from './lib/backend.js';
 import { headline } from './lib/state.js';
 import { formatWhen, linkStatusWords } from './lib/format.js';
+import { CONFIG } from './config.js';
+import { ext as chrome } from './platform.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,6 +35,10 @@ async function render() {
   $('paired-section').hidden = !paired;
 
   if (!paired) {
+    // A build with its backend baked in asks for nothing: pairing comes from the integrator's page.
+    $('pair-form').hidden = Boolean(CONFIG.backendUrl);
+    $('pair-hint').hidden = Boolean(CONFIG.backendUrl);
+    $('connect-box').hidden = !CONFIG.backendUrl;
     const notice = $('pair-again-notice');
     notice.hidden = st.phase !== 'pair_again';
     notice.textContent = st.phase === 'pair_again'
@@ -134,5 +140,10 @@ chrome.storage.onChanged.addListener((_changes, area) => {
 });
 setInterval(render, 2_000); // keep the relative times fresh
 
-$('version').textContent = `v${chrome.runtime.getManifest().version}`;
+const { short_name: shortName, version } = chrome.runtime.getManifest();
+$('version').textContent = `v${version}`;
+$('title').textContent = shortName;
+document.title = shortName;
+$('connect-link').hidden = !CONFIG.connectUrl;
+if (CONFIG.connectUrl) $('connect-link').href = CONFIG.connectUrl;
 render();
