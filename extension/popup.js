@@ -36,16 +36,19 @@ async function render() {
 
   if (!paired) {
     // A build with its backend baked in asks for nothing: pairing comes from the integrator's page.
-    $('pair-form').hidden = Boolean(CONFIG.backendUrl);
+    // Firefox has no externally_connectable, so there the popup takes the code (never an address).
+    const fromPage = Boolean(CONFIG.backendUrl) && CONFIG.target !== 'firefox';
+    $('pair-form').hidden = fromPage;
     $('pair-hint').hidden = Boolean(CONFIG.backendUrl);
-    $('connect-box').hidden = !CONFIG.backendUrl;
+    $('connect-box').hidden = !fromPage;
+    for (const el of [$('backend-url'), $('backend-url-label')]) el.hidden = Boolean(CONFIG.backendUrl);
     const notice = $('pair-again-notice');
     notice.hidden = st.phase !== 'pair_again';
     notice.textContent = st.phase === 'pair_again'
       ? (st.lastError?.message ?? 'This browser is no longer paired. Pair again with a new pairing code.')
       : '';
     const url = $('backend-url');
-    if (!url.value) url.value = st.backendUrl ?? lastBackendUrl ?? defaultBackendUrl ?? '';
+    if (!url.value) url.value = CONFIG.backendUrl ?? st.backendUrl ?? lastBackendUrl ?? defaultBackendUrl ?? '';
     return;
   }
 
