@@ -55,9 +55,11 @@ extension/node_modules/.package-lock.json: extension/package-lock.json
 
 extension-lint: extension/node_modules/.package-lock.json
 	node --test extension/test/
+	rm -rf dist/lint
 	node extension/tools/build.mjs --out dist/lint --target firefox
-	extension/node_modules/.bin/web-ext lint --no-config-discovery --warnings-as-errors \
-		--source-dir dist/lint/cookiesync-firefox-$$(node -p "require('./extension/manifest.json').version").zip
+	node extension/tools/build.mjs --out dist/lint --target firefox --brand extension/test/fixtures/brand-example.json
+	for zip in dist/lint/*-firefox-*.zip; do \
+		extension/node_modules/.bin/web-ext lint --no-config-discovery --warnings-as-errors --source-dir $$zip || exit 1; done
 
 # Debian's chromium from apt (never a browser download from a test tool).
 chromium:

@@ -321,6 +321,10 @@ chrome.cookies.onChanged.addListener(({ removed, cookie, cause }) => {
 });
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  // Firefox: the integrator's page, relayed by bridge.js; decided by the same rules as onMessageExternal.
+  if (message?.type === 'external' && sender.id === chrome.runtime.id && sender.tab) {
+    return onExternal(message.message, sender, sendResponse);
+  }
   // Only the extension's own pages (popup, options) may drive it.
   if (sender.id !== chrome.runtime.id || !String(sender.url ?? '').startsWith(chrome.runtime.getURL(''))) return false;
   const handlers = {
@@ -337,12 +341,14 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
 
 // The integrator's web page. Chrome lets only CONFIG.pairingOrigins reach this listener
 // (externally_connectable); decideExternal checks the sender's origin again and never answers others.
-chrome.runtime.onMessageExternal?.addListener((message, sender, sendResponse) => {
+chrome.runtime.onMessageExternal?.addListener((message, sender, sendResponse) => onExternal(message, sender, sendResponse));
+
+function onExternal(message, sender, sendResponse) {
   const decision = decideExternal(message, sender, { ...CONFIG, ownId: chrome.runtime.id });
   if (decision.action === 'ignore') return false;
   answerExternal(decision).then(sendResponse, (err) => sendResponse({ ok: false, error: 'internal', message: String(err?.message ?? err) }));
   return true;
-});
+}
 
 async function answerExternal(decision) {
   if (decision.action === 'reply') return decision.answer;

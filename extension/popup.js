@@ -35,9 +35,9 @@ async function render() {
   $('paired-section').hidden = !paired;
 
   if (!paired) {
-    // A build with its backend baked in asks for nothing: pairing comes from the integrator's page.
-    // Firefox has no externally_connectable, so there the popup takes the code (never an address).
-    const fromPage = Boolean(CONFIG.backendUrl) && CONFIG.target !== 'firefox';
+    // A build with its backend baked in asks for nothing when pairing comes from the integrator's
+    // page; baked in without pairing origins, it takes the code (never an address).
+    const fromPage = Boolean(CONFIG.backendUrl) && CONFIG.pairingOrigins.length > 0;
     $('pair-form').hidden = fromPage;
     $('pair-hint').hidden = Boolean(CONFIG.backendUrl);
     $('connect-box').hidden = !fromPage;

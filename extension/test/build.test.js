@@ -13,16 +13,7 @@ import { build, pngSize } from '../tools/build.mjs';
 const root = new URL('../', import.meta.url);
 const base = JSON.parse(readFileSync(new URL('manifest.json', root), 'utf8'));
 const generic = JSON.parse(readFileSync(new URL('brand.json', root), 'utf8'));
-const ACME = {
-  name: 'Acme Outreach — LinkedIn connector',
-  short_name: 'Acme',
-  description: 'Keeps your LinkedIn account connected to Acme Outreach.',
-  icons: null,
-  backend_url: 'https://sync.acme.example/',
-  pairing_origins: ['https://app.acme.example', 'https://eu.app.acme.example'],
-  connect_url: 'https://app.acme.example/settings/linkedin',
-  firefox_id: 'linkedin-connector@acme.example',
-};
+const ACME = JSON.parse(readFileSync(new URL('fixtures/brand-example.json', import.meta.url), 'utf8'));
 
 /** Entries of a zip, read from its central directory (what build.mjs wrote). */
 function unzip(bytes) {
@@ -57,7 +48,13 @@ for (const [label, brand] of [['generic', generic], ['branded', ACME]]) {
       assert.equal(m.manifest_version, 3);
       assert.deepEqual([...m.permissions].sort(), ['alarms', 'cookies', 'storage']);
       assert.equal(m.host_permissions[0], 'https://*.linkedin.com/*');
-      assert.equal(m.content_scripts, undefined);
+      if (brand.pairing_origins.length && target === 'firefox') {
+        // Firefox's stand-in for externally_connectable: the bridge, on those origins only.
+        assert.deepEqual(m.content_scripts, [{ matches: ['https://app.acme.example/*', 'https://eu.app.acme.example/*'],
+          js: ['bridge.js'], run_at: 'document_start' }]);
+      } else {
+        assert.equal(m.content_scripts, undefined);
+      }
       assert.equal(m.optional_permissions, undefined);
       assert.equal(m.key, undefined);
       assert.deepEqual(storeProblems(m, { ...validateBrand(brand) }), []);
@@ -160,6 +157,7 @@ test('build: both zips, reproducible, holding the brand, readable by another zip
     assert.match(files.get('config.js').toString(), /"backendUrl": "https:\/\/sync.acme.example"/);
     assert.ok(!files.has('brand.json') && ![...files.keys()].some((f) => f.startsWith('test/') || f.startsWith('tools/')));
     for (const f of ['background.js', 'platform.js', 'lib/external.js', 'popup.html', 'icons/icon-128.png']) assert.ok(files.has(f), f);
+    assert.equal(files.has('bridge.js'), a.target === 'firefox', 'the bridge ships only where it is injected');
     assert.ok(files.get('background.js').equals(readFileSync(new URL('background.js', root))));
   }
   // Python's zipfile agrees on every entry's CRC (the Chromium tests unpack with it too).

@@ -135,8 +135,13 @@ export function buildManifest(base, brand, target) {
     manifest.externally_connectable = { matches: brand.pairingOrigins.map(matchPattern), ids: [] };
   }
 
+  if (brand.pairingOrigins.length && target === 'firefox') {
+    // Firefox has no externally_connectable: bridge.js relays the page's window messages instead,
+    // injected on the configured origins only (top frame only, the default).
+    manifest.content_scripts = [{ matches: brand.pairingOrigins.map(matchPattern), js: ['bridge.js'], run_at: 'document_start' }];
+  }
   if (target === 'firefox') {
-    // Firefox runs MV3 background pages (no service worker) and has no externally_connectable.
+    // Firefox runs MV3 background pages (no service worker).
     manifest.background = { scripts: [base.background.service_worker], type: 'module' };
     delete manifest.minimum_chrome_version;
     manifest.browser_specific_settings = {

@@ -54,6 +54,7 @@ function loadIcons(brand, brandDir) {
 /** Every file the manifest names and every relative module import must be in the package. */
 export function missingReferences(manifest, contents) {
   const named = [manifest.background.service_worker, ...(manifest.background.scripts ?? []), manifest.action.default_popup,
+    ...(manifest.content_scripts ?? []).flatMap((c) => c.js),
     manifest.options_ui.page, ...Object.values(manifest.icons), ...Object.values(manifest.action.default_icon)]
     .filter(Boolean);
   const missing = named.filter((f) => !contents.has(f)).map((f) => `${f} (named in manifest.json)`);
@@ -132,6 +133,8 @@ export function build({ brandPath = join(EXT, 'brand.json'), outDir = resolve(EX
     const config = configModule(brand, target);
     const contents = new Map();
     for (const f of packedFiles()) contents.set(f, readFileSync(join(EXT, f)));
+    // The Firefox bridge ships only where the manifest injects it.
+    if (!manifest.content_scripts) contents.delete('bridge.js');
     for (const [f, bytes] of Object.entries(icons)) contents.set(f, bytes);
     contents.set('config.js', Buffer.from(config));
     contents.set('manifest.json', Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
