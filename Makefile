@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 SYNC   := $(UV) sync --locked --inexact --quiet
 
-.PHONY: run test test-python test-node venv venv-run lock chromium wrk extension bench bench-retention probe docs clean
+.PHONY: run test test-python test-node extension-lint venv venv-run lock chromium wrk extension bench bench-retention probe docs clean
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -45,10 +45,24 @@ TEST_WORKERS ?= 3
 test-python:
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15
 
+# The extension's unit tests (both browsers' manifests), then Mozilla's linter on the Firefox package.
 test-node:
-	@if command -v node >/dev/null; then node --test extension/test/; \
+	@if command -v node >/dev/null; then $(MAKE) --no-print-directory extension-lint; \
 	elif [ "$$CI" = "true" ]; then echo "node is required under CI" >&2; exit 1; \
 	else echo "node not found: skipping the extension's unit tests"; fi
+
+# web-ext from extension/package-lock.json, exactly (npm ci); re-installed only when the lock changes.
+# --ignore-scripts: the linter needs no install-time scripts, so none run.
+extension/node_modules/.package-lock.json: extension/package-lock.json
+	cd extension && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
+extension-lint: extension/node_modules/.package-lock.json
+	node --test extension/test/
+	rm -rf dist/lint
+	node extension/tools/build.mjs --out dist/lint --target firefox
+	node extension/tools/build.mjs --out dist/lint --target firefox --brand extension/test/fixtures/brand-example.json
+	for zip in dist/lint/*-firefox-*.zip; do \
+		extension/node_modules/.bin/web-ext lint --no-config-discovery --warnings-as-errors --source-dir $$zip || exit 1; done
 
 # Debian's chromium from apt (never a browser download from a test tool).
 chromium:
@@ -66,9 +80,11 @@ wrk:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	else echo "wrk missing and apt-get unavailable: install it to run make bench" >&2; exit 1; fi
 
-## Zip the extension for the Chrome Web Store (version from manifest.json).
+## Zip the extension for the Chrome Web Store (also Edge) and for Firefox, from extension/brand.json or
+## BRAND=path (see extension/README.md); the version comes from extension/manifest.json.
+BRAND ?= extension/brand.json
 extension:
-	sh extension/package.sh
+	node extension/tools/build.mjs --brand $(BRAND)
 
 ## Benchmarks (see README): prints a table of ratios measured side by side.
 bench: $(UV) wrk

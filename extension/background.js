@@ -11,6 +11,9 @@ import {
   applyOutcome, classifySyncResponse, initialStatus, pairedStatus, syncGate, unpairedStatus,
 } from './lib/state.js';
 import { normalizeBackendUrl, originPattern, parsePairResponse } from './lib/backend.js';
+import { decideExternal, pairAnswer, statusAnswer } from './lib/external.js';
+import { CONFIG } from './config.js';
+import { ext as chrome } from './platform.js';
 
 const VERSION = chrome.runtime.getManifest().version;
 const ALARM = 'cookiesync-sync';
@@ -246,22 +249,25 @@ function pairOnce(baseUrlInput, pairingCode) {
   return pairings.get(key);
 }
 
+/** Tell the backend to forget a device token (best effort): true when it did, or already had. */
+async function revokeDevice(device) {
+  if (!device?.token) return false;
+  try {
+    const res = await fetch(`${device.baseUrl}/v1/extension/device`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${device.token}` },
+      credentials: 'omit',
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
+    return res.ok || res.status === 401;
+  } catch {
+    return false;
+  }
+}
+
 async function unpair() {
   const { status, device } = await load();
-  let revoked = false;
-  if (device?.token) {
-    try {
-      const res = await fetch(`${device.baseUrl}/v1/extension/device`, {
-        method: 'DELETE',
-        headers: { Authorization: `Bearer ${device.token}` },
-        credentials: 'omit',
-        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-      });
-      revoked = res.ok || res.status === 401;
-    } catch {
-      revoked = false;
-    }
-  }
+  const revoked = await revokeDevice(device);
   await chrome.storage.local.remove('device');
   await saveStatus(unpairedStatus(status));
   await chrome.alarms.clear(ALARM);
@@ -315,10 +321,15 @@ chrome.cookies.onChanged.addListener(({ removed, cookie, cause }) => {
 });
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  // Firefox: the integrator's page, relayed by bridge.js; decided by the same rules as onMessageExternal.
+  if (message?.type === 'external' && sender.id === chrome.runtime.id && sender.tab) {
+    return onExternal(message.message, sender, sendResponse);
+  }
   // Only the extension's own pages (popup, options) may drive it.
   if (sender.id !== chrome.runtime.id || !String(sender.url ?? '').startsWith(chrome.runtime.getURL(''))) return false;
   const handlers = {
-    pair: () => pairOnce(message.backendUrl, message.pairingCode),
+    // A build with a baked-in backend pairs with it and nothing else.
+    pair: () => pairOnce(CONFIG.backendUrl ?? message.backendUrl, message.pairingCode),
     unpair: () => unpair(),
     sync: () => syncNow('manual'),
   };
@@ -327,6 +338,29 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   handler().then(sendResponse, (err) => sendResponse({ ok: false, message: String(err?.message ?? err) }));
   return true;
 });
+
+// The integrator's web page. Chrome lets only CONFIG.pairingOrigins reach this listener
+// (externally_connectable); decideExternal checks the sender's origin again and never answers others.
+chrome.runtime.onMessageExternal?.addListener((message, sender, sendResponse) => onExternal(message, sender, sendResponse));
+
+function onExternal(message, sender, sendResponse) {
+  const decision = decideExternal(message, sender, { ...CONFIG, ownId: chrome.runtime.id });
+  if (decision.action === 'ignore') return false;
+  answerExternal(decision).then(sendResponse, (err) => sendResponse({ ok: false, error: 'internal', message: String(err?.message ?? err) }));
+  return true;
+}
+
+async function answerExternal(decision) {
+  if (decision.action === 'reply') return decision.answer;
+  if (decision.action === 'status') return statusAnswer((await load()).status, VERSION);
+  // A new code replaces the pairing (another user of the integrator's app signed in here):
+  // the old token is revoked once the new one is stored, so one browser holds one device.
+  const before = (await load()).device;
+  const result = await pairOnce(CONFIG.backendUrl, decision.code);
+  if (result.ok && before?.token) await revokeDevice(before);
+  log(`pairing from the web page: ${result.ok ? 'paired' : 'refused'}`);
+  return pairAnswer(result, (await load()).status, VERSION);
+}
 
 chrome.permissions.onAdded.addListener(async ({ origins = [] }) => {
   const { pendingPair } = await chrome.storage.session.get('pendingPair');

@@ -1,7 +1,12 @@
 import { BackendUrlError, normalizeBackendUrl } from './lib/backend.js';
 import { formatWhen, linkStatusWords } from './lib/format.js';
+import { CONFIG } from './config.js';
+import { ext as chrome } from './platform.js';
 
 const $ = (id) => document.getElementById(id);
+
+// With a baked-in backend there is no server address to choose.
+$('settings').hidden = Boolean(CONFIG.backendUrl);
 
 async function render() {
   const { status, defaultBackendUrl, alarmOverrideMinutes } = await chrome.storage.local.get(

@@ -4,6 +4,8 @@
 import { normalizeBackendUrl, originPattern } from './lib/backend.js';
 import { headline } from './lib/state.js';
 import { formatWhen, linkStatusWords } from './lib/format.js';
+import { CONFIG } from './config.js';
+import { ext as chrome } from './platform.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,13 +35,20 @@ async function render() {
   $('paired-section').hidden = !paired;
 
   if (!paired) {
+    // A build with its backend baked in asks for nothing when pairing comes from the integrator's
+    // page; baked in without pairing origins, it takes the code (never an address).
+    const fromPage = Boolean(CONFIG.backendUrl) && CONFIG.pairingOrigins.length > 0;
+    $('pair-form').hidden = fromPage;
+    $('pair-hint').hidden = Boolean(CONFIG.backendUrl);
+    $('connect-box').hidden = !fromPage;
+    for (const el of [$('backend-url'), $('backend-url-label')]) el.hidden = Boolean(CONFIG.backendUrl);
     const notice = $('pair-again-notice');
     notice.hidden = st.phase !== 'pair_again';
     notice.textContent = st.phase === 'pair_again'
       ? (st.lastError?.message ?? 'This browser is no longer paired. Pair again with a new pairing code.')
       : '';
     const url = $('backend-url');
-    if (!url.value) url.value = st.backendUrl ?? lastBackendUrl ?? defaultBackendUrl ?? '';
+    if (!url.value) url.value = CONFIG.backendUrl ?? st.backendUrl ?? lastBackendUrl ?? defaultBackendUrl ?? '';
     return;
   }
 
@@ -134,5 +143,10 @@ chrome.storage.onChanged.addListener((_changes, area) => {
 });
 setInterval(render, 2_000); // keep the relative times fresh
 
-$('version').textContent = `v${chrome.runtime.getManifest().version}`;
+const { short_name: shortName, version } = chrome.runtime.getManifest();
+$('version').textContent = `v${version}`;
+$('title').textContent = shortName;
+document.title = shortName;
+$('connect-link').hidden = !CONFIG.connectUrl;
+if (CONFIG.connectUrl) $('connect-link').href = CONFIG.connectUrl;
 render();

@@ -30,6 +30,7 @@ export function makeChrome({ version = '0.1.0', granted = [] } = {}) {
       getManifest: () => ({ version }),
       getURL: (p) => `chrome-extension://testextensionid/${p}`,
       onMessage: new Event(),
+      onMessageExternal: new Event(),
     },
     storage: { local: area(), session: area(), onChanged: new Event() },
     alarms: {

@@ -57,18 +57,25 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
-def extension_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Web Store zip made by extension/package.sh, unpacked, plus the pre-granted loopback backend:
-    the tests run exactly the files that ship."""
-    work = tmp_path_factory.mktemp("ext")
-    done = subprocess.run(["sh", str(EXTENSION / "package.sh"), str(work)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHON": sys.executable})
+def build_extension(work: Path, brand: Path | None = None, dev: bool = False) -> Path:
+    """extension/tools/build.mjs's Chrome zip (what ships), unpacked into work/: the tests load
+    exactly the packaged files. `dev` lets a test brand name a loopback backend."""
+    command = ["node", str(EXTENSION / "tools" / "build.mjs"), "--out", str(work), "--target", "chrome"]
+    command += ["--brand", str(brand)] if brand else []
+    command += ["--dev"] if dev else []
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    (package,) = work.glob("cookiesync-extension-*.zip")
-    out = work / "cookiesync"
+    (package,) = work.glob("*-chrome-*.zip")
+    out = work / "unpacked"
     with zipfile.ZipFile(package) as zf:
         zf.extractall(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def extension_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generic Web Store build, unpacked, plus the pre-granted loopback backend."""
+    out = build_extension(tmp_path_factory.mktemp("ext"))
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["host_permissions"] = manifest["host_permissions"] + TEST_GRANTED_HOSTS
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -268,10 +275,14 @@ def launch(chromium_path: str, extension_build: Path, fake_linkedin: FakeLinkedI
     pw = sync_playwright().start()
     contexts: list[Any] = []
 
-    def _launch(profile: Path | None = None) -> Browser:
+    def _launch(profile: Path | None = None, extension: Path | None = None, hosts: dict[str, int] | None = None) -> Browser:
+        """`extension`: another unpacked build (default: the generic one); `hosts`: more host names to
+        map to loopback ports (each site's HTTPS port, reached as that host on 443)."""
         user_data = profile or (tmp_path / "profile")
         user_data.mkdir(exist_ok=True)
-        ext = str(extension_build)
+        ext = str(extension or extension_build)
+        rules = ", ".join([f"MAP www.linkedin.com 127.0.0.1:{fake_linkedin.port}",
+                           *(f"MAP {host} 127.0.0.1:{port}" for host, port in (hosts or {}).items())])
         ctx = pw.chromium.launch_persistent_context(
             str(user_data),
             executable_path=chromium_path,
@@ -281,7 +292,7 @@ def launch(chromium_path: str, extension_build: Path, fake_linkedin: FakeLinkedI
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 f"--disable-extensions-except={ext}",
                 f"--load-extension={ext}",
-                f"--host-resolver-rules=MAP www.linkedin.com 127.0.0.1:{fake_linkedin.port}",
+                f"--host-resolver-rules={rules}",
                 "--ignore-certificate-errors",
             ],
         )

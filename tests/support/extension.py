@@ -91,6 +91,16 @@ def feed_html(plain_id: str | None) -> str:
     )
 
 
+def https_server(port: int, handler: type, cert: tuple[Path, Path]) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """A threaded HTTPS server on 127.0.0.1:port (not started: start the thread)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*map(str, cert))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    return httpd, threading.Thread(target=httpd.serve_forever, daemon=True)
+
+
 class FakeLinkedIn:
     """`with FakeLinkedIn(tmp_path) as li: li.member = "123"`; `li.mode` in feed | signed_out | no_plain_id."""
 
@@ -130,12 +140,7 @@ class FakeLinkedIn:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*map(str, self._cert))
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd, self.thread = https_server(self.port, Handler, self._cert)
 
     def feed_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"].startswith("/feed")]
@@ -148,6 +153,74 @@ class FakeLinkedIn:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+
+# ----------------------------------------------------------------------------- the integrator's web app
+
+# The snippet of extension/README.md ("One-click pairing"), between its markers, is what the fake
+# integrator's page runs: the documented code is the tested code.
+README = EXTENSION / "README.md"
+
+
+def integrator_snippet() -> str:
+    text = README.read_text()
+    start, end = "<!-- snippet:start -->", "<!-- snippet:end -->"
+    block = text[text.index(start) + len(start):text.index(end)]
+    return block.split("```html", 1)[1].rsplit("```", 1)[0]
+
+
+class FakeIntegrator:
+    """The integrator's web app on HTTPS (any host name Chromium maps here with --host-resolver-rules).
+
+    `/connect` is its "Connect LinkedIn" page: the README's snippet with the extension's id filled in.
+    The snippet asks the app's own backend for a pairing code (`POST /api/linkedin/pairing-code`),
+    which this fake answers with `mint()` (the test mints it through the cookiesync integrator API,
+    as the integrator's backend would). `code_requests` counts those calls, with the Host they came to."""
+
+    def __init__(self, cert_dir: Path, hostname: str, mint: Callable[[], str]) -> None:
+        self.extension_id = ""
+        self.store_url = "https://chromewebstore.google.com/detail/cookiesync-test"
+        self.code_requests: list[str] = []
+        self.port = free_port()
+        cert = make_self_signed_cert(cert_dir, hostname)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if not self.path.startswith("/connect"):
+                    return self._send(404, b"not found", "text/plain")
+                page = (integrator_snippet().replace("YOUR_EXTENSION_ID", fake.extension_id)
+                        .replace("YOUR_STORE_URL", fake.store_url))
+                body = f"<!doctype html><html><head><meta charset=utf-8><title>Integrator app</title></head>" \
+                       f"<body><h1>Your LinkedIn connection</h1>{page}</body></html>"
+                self._send(200, body.encode(), "text/html; charset=utf-8")
+
+            def do_POST(self) -> None:
+                if self.path != "/api/linkedin/pairing-code":
+                    return self._send(404, b"not found", "text/plain")
+                fake.code_requests.append(self.headers.get("Host", ""))
+                self._send(200, json.dumps({"code": mint()}).encode(), "application/json")
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd, self.thread = https_server(self.port, Handler, cert)
+
+    def __enter__(self) -> "FakeIntegrator":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 # ----------------------------------------------------------------------------- recorder
