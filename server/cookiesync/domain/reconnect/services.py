@@ -42,6 +42,8 @@ def policy_config(s: Settings) -> policy.Config:
         retry_interval=timedelta(seconds=s.retry_interval_s),
         retry_count=s.retry_count,
         max_incident_age=timedelta(seconds=s.max_incident_age_s),
+        connecting_grace=timedelta(seconds=s.connecting_grace_s),
+        rate_limit_delay=timedelta(seconds=s.rate_limit_delay_s),
     )
 
 
