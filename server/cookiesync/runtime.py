@@ -13,6 +13,7 @@ import logging
 import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import AsyncIterator
 
 from litestar.di import NamedDependency
@@ -31,6 +32,9 @@ from cookiesync.domain.notifications.services import Notifier
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import AttemptRunner, policy_config
 from cookiesync.domain.sync import writer
+from cookiesync.domain.unipile_backoff import policy as backoff_policy
+from cookiesync.domain.webhooks import registration
+from cookiesync.domain.unipile_backoff.services import Backoff
 from cookiesync.domain.sync.models import CachedLink, CookieResult, Device, NewCookie
 from cookiesync.domain.sync.revocations import RevocationWatcher
 from cookiesync.domain.sync.touches import Toucher
@@ -150,9 +154,14 @@ def unipile_target(settings: Settings) -> tuple[str, str]:
 
 def unipile_client(settings: Settings, metrics: Metrics) -> UnipileClient:
     dsn, key = unipile_target(settings)
+    backoff = Backoff(backoff_policy.Config(
+        burst=settings.unipile_backoff_burst, window=timedelta(seconds=settings.unipile_backoff_window_s),
+        first_pause=min(timedelta(seconds=2), timedelta(seconds=settings.unipile_backoff_max_s)),
+        max_pause=timedelta(seconds=settings.unipile_backoff_max_s)),
+        on_pause=lambda pause: metrics.unipile_backoffs.inc())
     # keep a connection per attempt in flight, and a few for calls outside the runner
     return UnipileClient(dsn, key, timeout_s=settings.unipile_timeout_s, on_call=metrics.unipile_call,
-                         keep_alive=max(20, settings.unipile_concurrency + 8))
+                         keep_alive=max(20, settings.unipile_concurrency + 8), backoff=backoff)
 
 
 @asynccontextmanager
@@ -205,6 +214,8 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
             loops = [rt.revocations, rt.toucher, rt.runner, rt.cookie_writer]
             if settings.scheduler == "on":
                 loops.append(rt.scheduler)
+            if registration.wanted_at_start(settings):
+                loops.append(registration.WebhookRegistration(rt))
             for loop in loops:
                 loop.start()
                 stack.push_async_callback(loop.stop)
