@@ -33,7 +33,7 @@ from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import AttemptRunner, policy_config
 from cookiesync.domain.sync import writer
 from cookiesync.domain.unipile_backoff import policy as backoff_policy
-from cookiesync.domain.webhooks import registration
+from cookiesync.domain.webhooks.registration import WebhookRegistration, wanted_at_start
 from cookiesync.domain.unipile_backoff.services import Backoff
 from cookiesync.domain.sync.models import CachedLink, CookieResult, Device, NewCookie
 from cookiesync.domain.sync.revocations import RevocationWatcher
@@ -79,6 +79,7 @@ class Runtime:
     notifier: Notifier = field(init=False)
     scheduler: Scheduler = field(init=False)
     readiness: Readiness = field(init=False)        # what /readyz answers
+    webhook_registration: WebhookRegistration | None = field(init=False, default=None)  # production start-up
 
     # This instance's memory, each by name (none is looked up by a string).
     device_cache: TTLCache[str, Device] = field(init=False)       # token hash -> device
@@ -214,8 +215,9 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
             loops = [rt.revocations, rt.toucher, rt.runner, rt.cookie_writer]
             if settings.scheduler == "on":
                 loops.append(rt.scheduler)
-            if registration.wanted_at_start(settings):
-                loops.append(registration.WebhookRegistration(rt))
+            if wanted_at_start(settings):
+                rt.webhook_registration = WebhookRegistration(rt)
+                loops.append(rt.webhook_registration)
             for loop in loops:
                 loop.start()
                 stack.push_async_callback(loop.stop)

@@ -78,6 +78,9 @@ def test_permissions_and_unknown_messages_are_recorded_and_change_nothing(servic
     assert len(alerts) == 1 and "PERMISSIONS" in alerts[0]["data"]["reason"]
     row = link_row(svc, "9301")
     assert row.state == "connected" and row.next_attempt_at is None and attempts(svc, "9301")[1:] == []
+    counted = dict(re.findall(r'^cookiesync_webhooks_total\{message="([^"]+)",source="account_status"\} (\S+)$',
+                              svc.http.get("/metrics").text, re.M))
+    assert counted.get("PERMISSIONS") == "1.0" and counted.get("other") == "3.0"
 
 
 def test_a_429_retry_after_is_the_earliest_next_attempt_in_the_database(service_factory, simulator) -> None:
