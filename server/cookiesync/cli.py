@@ -155,29 +155,8 @@ def cmd_simulate(args) -> None:
 
 
 # --- unipile webhook registration ----------------------------------------------
-async def register_webhook(s: Settings, unipile) -> str:
-    """Make sure exactly one account-status webhook points here, with our secret header. Idempotent."""
-    url = f"{s.base_url}/v1/webhooks/unipile/account-status"
-    want_headers = {"content-type": "application/json", s.webhook_header.lower(): s.webhook_secret}
-    ours = [w for w in await unipile.list_webhooks()
-            if w.get("source") == "account_status" and w.get("request_url") == url]
-
-    def good(w: dict) -> bool:
-        headers = {str(h.get("key", "")).lower(): h.get("value") for h in (w.get("headers") or [])}
-        return all(headers.get(k) == v for k, v in want_headers.items()) and w.get("enabled", True) is not False
-
-    keep = next((w for w in ours if good(w)), None)
-    for w in ours:
-        if w is not keep:
-            await unipile.delete_webhook(w["id"])
-    if keep is not None:
-        return f"kept webhook {keep['id']} -> {url}" + (f" (removed {len(ours) - 1} stale)" if len(ours) > 1 else "")
-    webhook_id = await unipile.create_webhook(request_url=url, name="cookiesync account status",
-                                              header=s.webhook_header, secret=s.webhook_secret)
-    return f"created webhook {webhook_id} -> {url}" + (f" (replaced {len(ours)})" if ours else "")
-
-
 def cmd_register_webhook(args) -> None:
+    from cookiesync.domain.webhooks.registration import register_webhook
     from cookiesync.runtime import unipile_target
     from cookiesync.unipile.client import UnipileClient, UnipileError
 

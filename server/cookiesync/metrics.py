@@ -19,6 +19,8 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30), registry=r)
         self.attempts = Counter("cookiesync_attempts_total", "Connect/reconnect attempts by outcome",
                                 ["kind", "outcome"], registry=r)
+        self.unipile_backoffs = Counter("cookiesync_unipile_backoffs_total",
+                                        "Pauses of all calls to Unipile after a burst of 429s", registry=r)
         self.give_ups = Counter("cookiesync_give_ups_total", "Incidents given up to the user", registry=r)
         self.alerts = Counter("cookiesync_operator_alerts_total", "Operator alerts raised", ["reason"], registry=r)
         self.profile_reads = Counter("cookiesync_profile_reads_total",

@@ -13,6 +13,7 @@ import logging
 import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import AsyncIterator
 
 from litestar.di import NamedDependency
@@ -32,6 +33,9 @@ from cookiesync.domain.profile.services import ProfileReader
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import AttemptRunner, policy_config
 from cookiesync.domain.sync import writer
+from cookiesync.domain.unipile_backoff import policy as backoff_policy
+from cookiesync.domain.webhooks.registration import WebhookRegistration, wanted_at_start
+from cookiesync.domain.unipile_backoff.services import Backoff
 from cookiesync.domain.sync.models import CachedLink, CookieResult, Device, NewCookie
 from cookiesync.domain.sync.revocations import RevocationWatcher
 from cookiesync.domain.sync.touches import Toucher
@@ -77,6 +81,7 @@ class Runtime:
     notifier: Notifier = field(init=False)
     scheduler: Scheduler = field(init=False)
     readiness: Readiness = field(init=False)        # what /readyz answers
+    webhook_registration: WebhookRegistration | None = field(init=False, default=None)  # production start-up
 
     # This instance's memory, each by name (none is looked up by a string).
     device_cache: TTLCache[str, Device] = field(init=False)       # token hash -> device
@@ -152,9 +157,14 @@ def unipile_target(settings: Settings) -> tuple[str, str]:
 
 def unipile_client(settings: Settings, metrics: Metrics) -> UnipileClient:
     dsn, key = unipile_target(settings)
+    backoff = Backoff(backoff_policy.Config(
+        burst=settings.unipile_backoff_burst, window=timedelta(seconds=settings.unipile_backoff_window_s),
+        first_pause=min(timedelta(seconds=2), timedelta(seconds=settings.unipile_backoff_max_s)),
+        max_pause=timedelta(seconds=settings.unipile_backoff_max_s)),
+        on_pause=lambda pause: metrics.unipile_backoffs.inc())
     # keep a connection per attempt in flight, and a few for calls outside the runner
     return UnipileClient(dsn, key, timeout_s=settings.unipile_timeout_s, on_call=metrics.unipile_call,
-                         keep_alive=max(20, settings.unipile_concurrency + 8))
+                         keep_alive=max(20, settings.unipile_concurrency + 8), backoff=backoff)
 
 
 @asynccontextmanager
@@ -208,6 +218,9 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
             loops = [rt.revocations, rt.toucher, rt.profiles, rt.runner, rt.cookie_writer]
             if settings.scheduler == "on":
                 loops.append(rt.scheduler)
+            if wanted_at_start(settings):
+                rt.webhook_registration = WebhookRegistration(rt)
+                loops.append(rt.webhook_registration)
             for loop in loops:
                 loop.start()
                 stack.push_async_callback(loop.stop)

@@ -141,6 +141,24 @@ class Settings(msgspec.Struct, kw_only=True):
         "a Unipile call."))] = 90.0
     unipile_concurrency: Annotated[int, msgspec.Meta(description=(
         "Reconnect attempts in flight towards Unipile at once, per instance."))] = 8
+    connecting_grace_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds a connected account may stay `CONNECTING` in Unipile (its status webhook) before it is "
+        "treated as disconnected and reconnected with the newest cookie."))] = 900.0
+    rate_limit_delay_s: Annotated[float, msgspec.Meta(ge=0, description=(
+        "Seconds a reconnect attempt refused with 429 waits when Unipile sends no `Retry-After` (with one, "
+        "at least that long). A 429 never uses up a scheduled attempt and never emails the user."))] = 60.0
+    unipile_backoff_burst: Annotated[int, msgspec.Meta(ge=1, description=(
+        "429 answers from Unipile within `COOKIESYNC_UNIPILE_BACKOFF_WINDOW_S` after which this instance "
+        "stops calling Unipile for a while (the longest `Retry-After` seen, at least 2 s doubling with each "
+        "burst in a row, at most `COOKIESYNC_UNIPILE_BACKOFF_MAX_S`)."))] = 5
+    unipile_backoff_window_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Seconds in which `COOKIESYNC_UNIPILE_BACKOFF_BURST` 429s make a burst."))] = 10.0
+    unipile_backoff_max_s: Annotated[float, msgspec.Meta(gt=0, description=(
+        "Longest pause, in seconds, of this instance's calls to Unipile after a burst of 429s."))] = 300.0
+    register_webhook: Annotated[Literal["on", "off"], msgspec.Meta(description=(
+        "`on`: in production with `COOKIESYNC_PUBLIC_URL` set, make sure at start-up that one Unipile "
+        "account-status webhook points at this service (as `cookiesync unipile register-webhook`), "
+        "retrying with backoff while Unipile refuses; the service serves meanwhile. `off`: never."))] = "on"
     stale_cookie_s: Annotated[float, msgspec.Meta(description=(
         "Seconds since the last cookie after which a link counts as stale: its email asks the user to "
         "check the extension, and the support console flags it."))] = 86400.0

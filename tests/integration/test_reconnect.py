@@ -200,7 +200,7 @@ def test_tampered_or_expired_reconnect_link_gets_a_friendly_page(service) -> Non
 def test_register_webhook_is_idempotent(service, simulator) -> None:
     import asyncio
 
-    from cookiesync.cli import register_webhook
+    from cookiesync.domain.webhooks.registration import register_webhook
     from cookiesync.unipile.client import UnipileClient
 
     async def run():

@@ -172,7 +172,7 @@ def test_no_cookie_or_secret_in_any_control_answer_after_a_real_sync(tmp_path) -
     account, the service registers its webhook (with its secret header) and mints a hosted
     reconnect link (its secret in notify_url), Unipile fires a status webhook and the user finishes
     the hosted page; then every control route is read with the token."""
-    from cookiesync.cli import register_webhook
+    from cookiesync.domain.webhooks.registration import register_webhook
 
     li_at, li_a = "AQEDAR-control-leak-probe-li-at-0001", "AQJ-control-leak-probe-li-a-0001"
     svc = start_service(make_settings(tmp_path, unipile_dsn="", unipile_api_key=""))

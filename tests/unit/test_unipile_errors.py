@@ -1,12 +1,12 @@
 """Every error of contract §5 lands in exactly one class."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from cookiesync.domain.reconnect.policy import Failure
-from cookiesync.unipile.client import classify, expires_on
+from cookiesync.unipile.client import MAX_RETRY_AFTER, classify, expires_on, retry_after
 
 T, U, R, C = Failure.TRANSIENT, Failure.NEEDS_USER, Failure.RESTART_FLOW, Failure.CONFIGURATION
 
@@ -52,3 +52,19 @@ def test_prefix_is_optional() -> None:
 def test_expires_on_has_milliseconds_and_z() -> None:
     when = datetime(2026, 7, 1, 12, 30, 0, 123456, tzinfo=timezone.utc)
     assert expires_on(when) == "2026-07-01T12:30:00.123Z"
+
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("value,want", [
+    (None, None), ("", None), ("soon", None), ("-5", None), ("1.5", None),  # not delay-seconds nor a date
+    ("0", timedelta(0)), ("30", timedelta(seconds=30)), (" 120 ", timedelta(seconds=120)),
+    ("Thu, 01 Jan 2026 12:00:45 GMT", timedelta(seconds=45)),          # IMF-fixdate
+    ("Thursday, 01-Jan-26 12:01:00 GMT", timedelta(seconds=60)),       # obsolete RFC 850 form
+    ("Thu Jan  1 12:00:10 2026", timedelta(seconds=10)),               # asctime, no zone: GMT
+    ("Thu, 01 Jan 2026 11:00:00 GMT", timedelta(0)),                   # in the past: no wait
+    ("99999999", MAX_RETRY_AFTER), ("Fri, 01 Jan 2100 00:00:00 GMT", MAX_RETRY_AFTER),  # capped
+])
+def test_retry_after_in_seconds_or_as_a_date(value, want) -> None:
+    assert retry_after(value, NOW) == want

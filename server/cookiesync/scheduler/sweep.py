@@ -1,8 +1,8 @@
 """The sweep: APScheduler ticks it; the database decides what is due.
 
 Only one instance leads the sweep at a time (a lease row, renewed each run).
-The sweep makes due attempts (claimed per link, see AttemptRunner) and
-delivers due emails. Immediate attempts don't wait for it: any instance kicks
+The sweep reconnects accounts Unipile left CONNECTING too long, makes due
+attempts (claimed per link, see AttemptRunner) and delivers due emails. Immediate attempts don't wait for it: any instance kicks
 its own runner when it schedules one, and the per-link claim keeps that safe.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import leases, links, utcnow
+from cookiesync.domain.reconnect.services import expire_connecting_watches
 from cookiesync.domain.retention.services import Pruner
 
 log = logging.getLogger("cookiesync.scheduler")
@@ -76,6 +77,7 @@ async def _sweep_as_leader(rt) -> dict:
         oldest = (await conn.execute(sa.select(sa.func.min(links.c.next_attempt_at))
                                      .where(links.c.next_attempt_at <= now))).scalar()
     rt.metrics.sweep_lag.set((now - oldest).total_seconds() if oldest else 0)
+    connecting = await expire_connecting_watches(rt)
     attempts = await rt.runner.run_due()
     # profile reads due (connects by webhook or hosted auth, failed reads to retry) run in the
     # reader's own loop: a burst of them never holds up the emails and notifications below
@@ -88,7 +90,7 @@ async def _sweep_as_leader(rt) -> dict:
     async with rt.engine.begin() as conn:
         await conn.execute(leases.update().where(leases.c.name == SWEEP, leases.c.owner == rt.instance_id)
                            .values(last_run_at=now, last_duration_ms=int(duration * 1000)))
-    return {"leader": True, "attempts": attempts, "emails": emails, "notifications": notices,
+    return {"leader": True, "connecting_lasted": connecting, "attempts": attempts, "emails": emails, "notifications": notices,
             "prune_started": pruning}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import time
 
 from litestar import Request, Response, delete, get, post
 
@@ -24,6 +25,7 @@ from cookiesync.simulator.state import (
     error_for,
     new_id,
     plain_id_for_cookie,
+    retry_after_for,
     take,
 )
 from cookiesync.simulator.transport import API
@@ -77,7 +79,10 @@ def validate_auth_body(body: dict, reconnect: bool) -> Credentials:
 # --- connect and reconnect (contract §1, §2) ---------------------------------------------
 def _status_code_for(outcome: str) -> Response | None:
     e = error_for(outcome)
-    return err(*e) if e else None
+    if e is None:
+        return None
+    wait = retry_after_for(outcome, time.time())
+    return err(*e, headers={"Retry-After": wait} if wait else None)
 
 
 async def _authenticate(request: Request, account_id: str | None) -> Response:

@@ -13,15 +13,16 @@ JSON_CT = "application/json; charset=utf-8"
 HTML_CT = "text/html; charset=utf-8"
 
 
-def jresp(data: Any, status: int = 200) -> Response:
-    return Response(content=msgspec.json.encode(data), status_code=status, media_type=JSON_CT)
+def jresp(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(content=msgspec.json.encode(data), status_code=status, media_type=JSON_CT, headers=headers)
 
 
-def err(status: int, kind: str, title: str, detail: str | None = None) -> Response:
+def err(status: int, kind: str, title: str, detail: str | None = None,
+        headers: dict[str, str] | None = None) -> Response:
     body: dict[str, Any] = {"status": status, "type": f"errors/{kind}", "title": title}
     if detail:
         body["detail"] = detail
-    return jresp(body, status)
+    return jresp(body, status, headers)
 
 
 def html(text: str, status: int = 200) -> Response:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import re
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
 
 import msgspec
@@ -88,6 +90,9 @@ STATUS_MESSAGES: dict[str, str | None] = {
 CONTRACT_OPTIONS = [{"id": "sim-contract-1", "name": "Recruiter Lite (simulated)"},
                     {"id": "sim-contract-2", "name": "Recruiter Corporate (simulated)"}]
 _GENERIC_ERROR = re.compile(r"^error:([0-9]{3}):([a-z_]+)\Z")
+# `429:retry-after:N` sends `Retry-After: N` (seconds), `429:retry-after-date:N` an HTTP-date N seconds
+# ahead; a bare `429` sends none. The contract (§5) is silent on the header: both must be handled.
+_RETRY_AFTER = re.compile(r"^429:retry-after(-date)?:([0-9]{1,6})\Z")
 
 
 class OutcomeError(ValueError):
@@ -99,7 +104,7 @@ def parse_outcome(raw: Any) -> str:
     if not isinstance(raw, str):
         raise OutcomeError(f"outcome must be a string, got {raw!r}")
     inner = raw.removeprefix("sticky:")
-    if inner == "ok" or inner in OUTCOME_ERRORS or _GENERIC_ERROR.match(inner):
+    if inner == "ok" or inner in OUTCOME_ERRORS or _GENERIC_ERROR.match(inner) or _RETRY_AFTER.match(inner):
         return raw
     if inner.startswith("checkpoint:"):
         parts = inner.split(":")
@@ -112,10 +117,23 @@ def parse_outcome(raw: Any) -> str:
 def error_for(outcome: str) -> tuple[int, str, str, str] | None:
     if outcome in OUTCOME_ERRORS:
         return OUTCOME_ERRORS[outcome]
+    if _RETRY_AFTER.match(outcome):
+        return OUTCOME_ERRORS["429"]
     if m := _GENERIC_ERROR.match(outcome):
         kind = m.group(2)
         return int(m.group(1)), kind, kind.replace("_", " ").capitalize(), "Scripted simulator error."
     return None
+
+
+def retry_after_for(outcome: str, now: float) -> str | None:
+    """The `Retry-After` value a scripted 429 sends (`now`: epoch seconds), or None."""
+    m = _RETRY_AFTER.match(outcome)
+    if not m:
+        return None
+    if not m.group(1):
+        return m.group(2)
+    # an HTTP-date has whole seconds: rounded up, so the wait is never shorter than scripted
+    return formatdate(math.ceil(now) + int(m.group(2)), usegmt=True)
 
 
 def checkpoint_body(outcome: str) -> dict:

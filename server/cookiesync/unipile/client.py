@@ -11,12 +11,15 @@ import asyncio
 import itertools
 import time
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
 import msgspec
 
 from cookiesync.domain.reconnect.policy import Failure
+from cookiesync.domain.unipile_backoff import policy as backoff_policy
+from cookiesync.domain.unipile_backoff.services import Backoff
 
 # --- error classification (contract §5) -----------------------------------
 NEEDS_USER_TYPES = frozenset({
@@ -61,6 +64,31 @@ def classify(status: int | None, error_type: str | None) -> Failure:
     return Failure.CONFIGURATION
 
 
+# A Retry-After beyond this is taken as this: a day is longer than any incident waits by default,
+# and a misread date must not park a link for years.
+MAX_RETRY_AFTER = timedelta(days=1)
+HELD_BACK = "instance_backoff"  # error_type of a call this instance did not make (a 429 burst)
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """`Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as a wait from `now`.
+    None when absent or unreadable; a date in the past is no wait."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        wait = timedelta(seconds=int(value))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; a legacy one without a zone is too
+            when = when.replace(tzinfo=timezone.utc)
+        wait = max(timedelta(0), when - now)
+    return min(wait, MAX_RETRY_AFTER)
+
+
 # --- shapes -------------------------------------------------------------------
 class CookieCredentials(msgspec.Struct, frozen=True):
     li_at: str
@@ -81,15 +109,20 @@ class AuthResult(msgspec.Struct, frozen=True):
     failure: Failure | None = None
     error_type: str | None = None
     error_title: str | None = None
+    rate_limited: bool = False  # a 429, or held back by this instance's backoff
+    retry_after_s: float | None = None  # no attempt before this many seconds from the answer
 
 
 class UnipileError(Exception):
-    def __init__(self, status: int | None, error_type: str | None, title: str | None) -> None:
+    def __init__(self, status: int | None, error_type: str | None, title: str | None,
+                 retry_after: timedelta | None = None) -> None:
         super().__init__(f"Unipile answered {status or 'nothing'} {error_type or ''} {title or ''}".strip())
         self.status = status
         self.error_type = error_type
         self.title = title
         self.failure = classify(status, error_type)
+        self.retry_after = retry_after
+        self.rate_limited = status == 429 or error_type == HELD_BACK
 
 
 def _error_fields(resp: httpx.Response) -> tuple[str | None, str | None]:
@@ -114,7 +147,8 @@ POOL_SIZE = 8
 
 class UnipileClient:
     def __init__(self, dsn: str, api_key: str, timeout_s: float = 20.0,
-                 transport: httpx.AsyncBaseTransport | None = None, on_call=None, keep_alive: int = 20) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, on_call=None, keep_alive: int = 20,
+                 backoff: Backoff | None = None) -> None:
         """`keep_alive`: connections kept open between calls. Fewer than the calls in flight, and
         every call over it opens a new connection (a TCP and TLS handshake each, for both sides).
 
@@ -137,12 +171,17 @@ class UnipileClient:
         self.next_pool = itertools.cycle(self.pools).__next__
         self.on_call = on_call  # (endpoint, status|None, seconds) -> None, for metrics
         self.timeout_s = timeout_s
+        # one per instance: every call waits out a pause a burst of 429s started (unipile_backoff)
+        self.backoff = backoff or Backoff()
 
     async def aclose(self) -> None:
         for pool in self.pools:
             await pool.aclose()
 
     async def _request(self, method: str, path: str, endpoint: str, **kw: Any) -> httpx.Response:
+        if pause := self.backoff.paused_for():
+            # not sent: Unipile asked this key to slow down; answered as a 429 would be
+            raise UnipileError(None, HELD_BACK, "held back: Unipile rate limits this instance", retry_after=pause)
         started = time.perf_counter()
         status = None
         try:
@@ -151,6 +190,8 @@ class UnipileClient:
             async with asyncio.timeout(self.timeout_s):
                 resp = await self.next_pool().request(method, path, **kw)
             status = resp.status_code
+            self.backoff.saw(backoff_policy.RateLimited(self._retry_after(resp)) if status == 429
+                             else backoff_policy.Answered())
             return resp
         except httpx.HTTPError as exc:
             raise UnipileError(None, type(exc).__name__, "no answer from Unipile") from None
@@ -160,10 +201,14 @@ class UnipileClient:
             if self.on_call:
                 self.on_call(endpoint, status, time.perf_counter() - started)
 
+    @staticmethod
+    def _retry_after(resp: httpx.Response) -> timedelta | None:
+        return retry_after(resp.headers.get("retry-after"), datetime.now(timezone.utc))
+
     async def _json(self, method: str, path: str, endpoint: str, **kw: Any) -> dict:
         resp = await self._request(method, path, endpoint, **kw)
         if not resp.is_success:
-            raise UnipileError(resp.status_code, *_error_fields(resp))
+            raise UnipileError(resp.status_code, *_error_fields(resp), retry_after=self._retry_after(resp))
         try:
             return resp.json()
         except ValueError:
@@ -195,7 +240,8 @@ class UnipileClient:
             data = await self._json(method, path, endpoint, json=body)
         except UnipileError as err:
             return AuthResult(outcome="failed", http_status=err.status, duration_ms=ms(), failure=err.failure,
-                              error_type=err.error_type, error_title=err.title)
+                              error_type=err.error_type, error_title=err.title, rate_limited=err.rate_limited,
+                              retry_after_s=err.retry_after.total_seconds() if err.retry_after is not None else None)
         obj = data.get("object")
         account_id = data.get("account_id")
         if obj in ("AccountCreated", "AccountReconnected") and account_id:

@@ -42,6 +42,8 @@ def policy_config(s: Settings) -> policy.Config:
         retry_interval=timedelta(seconds=s.retry_interval_s),
         retry_count=s.retry_count,
         max_incident_age=timedelta(seconds=s.max_incident_age_s),
+        connecting_grace=timedelta(seconds=s.connecting_grace_s),
+        rate_limit_delay=timedelta(seconds=s.rate_limit_delay_s),
     )
 
 
@@ -251,13 +253,51 @@ async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, i
     return written
 
 
+WATCH_BATCH = 500  # CONNECTING watches turned into incidents per transaction
+
+
+def _connecting_watches_due(now: datetime, postgres: bool) -> sa.Select:
+    """Connected links whose CONNECTING watch is past its time (policy module docstring): the
+    only connected links with a `next_attempt_at`. Locked in id order (PostgreSQL), as every other
+    batch that updates links locks its rows; rows another transaction holds are skipped."""
+    due = (sa.select(links).where(links.c.state == State.CONNECTED.value, links.c.incident_started_at.is_(None),
+                                  links.c.next_attempt_at <= now)
+           .order_by(links.c.id).limit(WATCH_BATCH))
+    return due.with_for_update(skip_locked=True) if postgres else due
+
+
+async def expire_connecting_watches(rt) -> int:
+    """The sweep's step for accounts Unipile left CONNECTING too long: each gets `ConnectingLasted`
+    (an incident opens and a reconnect is due at once). Returns how many links it moved."""
+    now = utcnow()
+    total, kick = 0, False
+    postgres = rt.engine.dialect.name == "postgresql"
+    while True:
+        async with rt.engine.begin() as conn:
+            rows = (await conn.execute(_connecting_watches_due(now, postgres))).all()
+            writes = Writes()
+            for row in rows:
+                decision = await apply_event(rt, conn, row, policy.ConnectingLasted(), trigger="connecting",
+                                             event_kind="connecting_lasted", now=now, writes=writes)
+                kick |= decision.attempt_now
+            await writes.flush(conn)
+        total += len(rows)
+        if len(rows) < WATCH_BATCH:
+            break
+    if kick:
+        rt.runner.kick()
+    return total
+
+
 def _result_event(result: AuthResult, scheduled: bool, newer_cookie: bool) -> policy.Event:
     if result.outcome == "connected":
         return policy.AttemptSucceeded()
     if result.outcome == "checkpoint":
         return policy.AttemptCheckpoint(result.checkpoint_type or "UNKNOWN")
     assert result.failure is not None
-    return policy.AttemptFailed(result.failure, scheduled=scheduled, newer_cookie=newer_cookie)
+    wait = timedelta(seconds=result.retry_after_s) if result.retry_after_s is not None else None
+    return policy.AttemptFailed(result.failure, scheduled=scheduled, newer_cookie=newer_cookie,
+                                rate_limited=result.rate_limited, retry_after=wait)
 
 
 class AttemptRunner(BackgroundLoop):
@@ -304,7 +344,9 @@ class AttemptRunner(BackgroundLoop):
         now = utcnow()
         lease_until = now + timedelta(seconds=rt.settings.attempt_lease_s)
         free = sa.or_(links.c.lease_until.is_(None), links.c.lease_until < now)
-        due = (sa.select(links.c.id).where(links.c.next_attempt_at <= now, free)
+        # a connected link's next_attempt_at is a CONNECTING watch: the sweep turns it into an
+        # incident (expire_connecting_watches) before anything is attempted
+        due = (sa.select(links.c.id).where(links.c.next_attempt_at <= now, free, links.c.state != State.CONNECTED.value)
                .order_by(links.c.next_attempt_at).limit(limit))
         if rt.engine.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
@@ -340,6 +382,11 @@ class AttemptRunner(BackgroundLoop):
         batch = max(1, self.rt.settings.unipile_concurrency // 2)
         while True:
             room = limit - len(self.inflight)
+            if pause := self.rt.unipile.backoff.paused_for():
+                # Unipile rate limits this instance: claim nothing until the pause ends (the
+                # attempts held back meanwhile are scheduled at its end, see the client)
+                room = 0
+                asyncio.get_running_loop().call_later(pause.total_seconds(), self.kick)
             claimed = await self.claim_due(room) if room > 0 else []
             for row, claimed_at in claimed:
                 task = asyncio.get_running_loop().create_task(self._guarded(row, claimed_at))
@@ -440,6 +487,8 @@ class AttemptRunner(BackgroundLoop):
             "failure": result.failure.value if result.failure else None,
             "checkpoint_type": result.checkpoint_type, "unipile_account_id": result.account_id,
         }
+        if result.rate_limited:
+            data.update(rate_limited=True, retry_after_s=result.retry_after_s)
         newer_cookie = row.cookie_fingerprint != a.used_fingerprint
         decision = await apply_event(rt, conn, row, _result_event(result, a.scheduled, newer_cookie),
                                      trigger="extension" if newer_cookie else "scheduler",
