@@ -140,7 +140,7 @@ WATCHED = p.Link(State.CONNECTED, has_account=True, next_attempt_at=T0 + timedel
 # a connected link whose account reported CONNECTING at T0: every status again, before the watch is due
 WATCHED_ROWS = [
     # (event, new state, attempt now, next_attempt_at afterwards)
-    *[(p.WebhookStatus(m), State.CONNECTED, False, None) for m in p.CONNECTED_MESSAGES],  # up: watch ends
+    *[(p.WebhookStatus(m), State.CONNECTED, False, None) for m in sorted(p.CONNECTED_MESSAGES)],  # up: watch ends
     (p.WebhookStatus("CREDENTIALS"), State.RECONNECTING, True, T0 + timedelta(minutes=5)),  # reconnect now
     (p.WebhookStatus("CONNECTING"), State.CONNECTED, False, WATCHED.next_attempt_at),  # the first deadline holds
     (p.WebhookStatus("ERROR"), State.CONNECTED, False, WATCHED.next_attempt_at),  # restart, watch kept
