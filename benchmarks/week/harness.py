@@ -375,6 +375,9 @@ class Arm:
                 break
             await asyncio.sleep(0.2)
         self.t0 = time.monotonic()
+        # a link down from the start never connected: its cause names the browser's address family
+        self.causes += [(-1.0, k, f"first connect ({'IPv6' if self.week.ipv6[k] else 'IPv4'} browser)")
+                        for k in range(self.week.links) if self.account_of(k) is None]
         slots = round(self.week.hours / self.sc.slot_h)
         base = (await self.ctl.get("/_sim/stats")).json()["calls_total"]
         runner = asyncio.create_task(self.faults_loop())
