@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
-    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,prune,scale,sweep,retention,servers,console")
+    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,prune,scale,sweep,retention,servers,console,week")
     p.add_argument("--mixes", default="", help="only the ingest mixes with these changed shares, e.g. 1.0 or 0,0.1")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
@@ -610,8 +610,11 @@ def main(argv: list[str] | None = None) -> int:
                                   steady_links=cfg.steady_links if "retention" in parts else 0)
         args.servers = args.servers and "servers" in parts
         args.console = "console" in parts
+        args.week = "week" in parts
+        backend_parts = parts - {"week", "console", "servers"}
     else:
-        args.console = True
+        args.console = args.week = True
+        backend_parts = {"ingest"}
         if not args.quick:
             # The retention figures at full size (10M old rows pruned beside the ingest, 1M links over
             # 30 days) take longer than the rest together: run them with --only prune,retention
@@ -625,13 +628,13 @@ def main(argv: list[str] | None = None) -> int:
         shares = {float(x) for x in args.mixes.split(",")}
         cfg = dataclasses.replace(cfg, mixes=tuple(m for m in cfg.mixes if m[1] in shares),
                                   rate_mixes=tuple(m for m in (cfg.rate_mixes or cfg.mixes) if m[1] in shares))
-    if not load.wrk_path():
+    if not load.wrk_path() and backend_parts | ({"servers"} if args.servers else set()):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     ctx = Ctx(cfg)
     ctx.say(f"cookiesync benchmarks ({cfg.name}); server and load share {os.cpu_count()} cores; "
             f"Unipile: {'simulator' if _sim() else 'stand-in stub (benchmarks/unipile_stub.py)'}")
-    for kind in [b.strip() for b in args.backends.split(",") if b.strip()]:
+    for kind in [b.strip() for b in args.backends.split(",") if b.strip()] if backend_parts else []:
         if kind == "postgres":
             try:
                 asyncio.run(data._pg_admin("SELECT 1"))
@@ -666,6 +669,13 @@ def main(argv: list[str] | None = None) -> int:
         results = console.run([b.strip() for b in args.backends.split(",") if b.strip()], quick=args.quick)
         ctx.rows += [Row(*r) for r in console.rows(results)]
         ctx.raw["console"] = console.raw(results)
+    # 7. what a team buys: connected account-hours over a simulated week of faults, against the
+    # plain recipe (benchmarks/week; its own time budget: --quick under a minute, full about 7 min)
+    if args.week:
+        from benchmarks import week
+
+        ctx.say("== week: connected account-hours over a simulated week of faults (benchmarks/week)")
+        ctx.rows += week.run_rows(args.quick, say=ctx.say)
     table = print_table(ctx.rows)
     print(f"\n## cookiesync benchmarks ({cfg.name} run, {time.monotonic() - ctx.started:.0f} s)\n")
     print(table)

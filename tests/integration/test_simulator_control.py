@@ -282,3 +282,17 @@ def test_serve_banner_shows_where_the_control_token_is(tmp_path, monkeypatch, ca
     line = next(line for line in out.splitlines() if "simulator control:" in line)
     assert f"http://127.0.0.1:8123{SIM_MOUNT}/_sim/" in line and f"X-Sim-Token: {stored[SIM_CONTROL_TOKEN]}" in line
     assert str(tmp_path / "data" / "secrets.json") in line
+
+
+def test_outcomes_replace_empties_the_queue_so_a_sticky_fault_window_can_end(sim) -> None:
+    """An outage is `sticky:503` until `replace` with `[]` ends it; without `replace` the queue grows."""
+    control = httpx.Client(base_url=sim.url, headers={"X-Sim-Token": TOKEN}, timeout=10)
+    assert control.post("/_sim/outcomes", json={"outcomes": ["sticky:503"]}).json()["outcomes"] == ["sticky:503"]
+    assert control.post("/_sim/outcomes", json={"outcomes": ["429"]}).json()["outcomes"] == ["sticky:503", "429"]
+    assert control.post("/_sim/outcomes", json={"outcomes": ["sticky:429"], "replace": True}).json()["outcomes"] \
+        == ["sticky:429"]
+    assert control.post("/_sim/outcomes", json={"outcomes": [], "replace": True}).json()["outcomes"] == []
+    api = httpx.Client(base_url=sim.url, headers={"X-API-KEY": KEY}, timeout=10)
+    r = api.post("/api/v1/accounts", json={"provider": "LINKEDIN", "access_token": "AQEDAR-replace-test-0001"})
+    assert r.status_code == 201, r.text  # nothing scripted is left
+    assert control.post("/_sim/outcomes", json={"outcomes": [], "replace": "yes"}).status_code == 400

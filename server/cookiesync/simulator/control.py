@@ -164,11 +164,16 @@ async def sim_reads(request: Request) -> Response:
 async def sim_outcomes(request: Request) -> Response:
     sim = sim_of(request)
     body = await json_object(request)
-    check_fields(body, {"account_id", "outcomes"}, ("outcomes",))
+    check_fields(body, {"account_id", "outcomes", "replace"}, ("outcomes",))
     outcomes = _outcomes(body["outcomes"])
     account_id = want(body, "account_id", str)
+    # replace: the queue is emptied first, so a window of faults ("sticky:503" for an outage) can be
+    # ended by sending `[]`: a sticky entry would otherwise repeat until a reset.
+    replace = want(body, "replace", bool)
     async with sim.lock:
         queue = sim.account_outcomes.setdefault(account_id, []) if account_id else sim.global_outcomes
+        if replace:
+            queue.clear()
         queue.extend(outcomes)
     return jresp({"account_id": account_id, "outcomes": list(queue)})
 

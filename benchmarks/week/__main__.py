@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.week import main
+
+sys.exit(main())
