@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from cookiesync.db import schema
+from tests.support.wait import wait_for
 
 GOOD = {"li_at": "AQEDAR-good-cookie-value", "li_a": None,
         "user_agent": "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0", "plain_id": "555",
@@ -31,7 +32,16 @@ def paired(service):
     service.new_user("bad-1")
     token = service.pair("bad-1")
     assert service.sync(token, **GOOD).status_code == 200
-    time.sleep(0.5)  # let the first connect and the last-seen flush settle
+
+    async def profile_read(conn):
+        links = schema.links
+        return (await conn.execute(sa.select(links.c.profile_read_at, links.c.profile_due_at))).one_or_none()
+
+    # The connect is followed by the profile read (domain/profile), written in the background: the
+    # snapshots below must not straddle it (they did once in CI: its operator_alert row landed between).
+    wait_for(lambda: (row := service.db(profile_read)) is not None and row[0] is not None and row[1] is None,
+             timeout=15)
+    time.sleep(0.5)  # let the last-seen flush settle
     return service, token
 
 
