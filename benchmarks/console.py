@@ -50,6 +50,7 @@ import httpx
 import msgspec
 
 from benchmarks.data import _pg_admin
+from benchmarks.processes import free_port
 from benchmarks.report import Row, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,12 +349,6 @@ def postgres_reachable() -> bool:
 
 
 # --- the service -------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Console:
@@ -378,7 +373,7 @@ class Console:
             url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.pg_name}"
         else:
             url = f"sqlite+aiosqlite:///{self.workdir / 'data' / 'cookiesync.db'}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         settings = Settings(mode="local", data_dir=str(self.workdir / "data"), database_url=url, port=self.port,
                             public_url=self.url, unipile_dsn=DEAD_UNIPILE, unipile_api_key="bench-console",

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.processes import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TOO_BIG = 16 * 1024 * 1024
 
@@ -41,12 +43,6 @@ class Row:
     ok: bool
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(data: Path, port: int, **extra: str) -> dict[str, str]:
@@ -61,7 +57,7 @@ class Service:
 
     def __init__(self, data: Path, **env: str) -> None:
         self.data = data
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.out = tempfile.TemporaryFile(mode="w+")
         self.err = tempfile.TemporaryFile(mode="w+")

@@ -25,6 +25,7 @@ import httpx
 import msgspec
 
 from benchmarks import data, load, procfs
+from benchmarks.processes import free_port, stop_processes
 from benchmarks.report import Row, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,12 +80,6 @@ class Ctx:
         print(f"[{time.monotonic() - self.started:6.1f}s] {msg}", flush=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def set_unipile_latency(svc, latency_ms: int) -> None:
@@ -216,15 +211,7 @@ class Service:
     def stop(self) -> None:
         if getattr(self, "pg_sampler", None):
             self.pg_sampler.stop()
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+        stop_processes(self.procs, timeout=10)
         if self.pg_name:
             try:
                 data.pg_drop_database(self.pg_name)

@@ -13,8 +13,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.processes import free_port, stop_processes
 from benchmarks.week import accounting, faults
 from benchmarks.week.plain import PlainRecipe
 
@@ -47,10 +46,6 @@ FULL = Scale("full", links=200, hours=168, hour_s=2.0)
 QUICK = Scale("quick", links=30, hours=24, hour_s=0.75)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def product_env(sc: Scale, data: Path, port: int, sim_url: str, sim_key: str, secret: str) -> dict[str, str]:
@@ -157,15 +152,7 @@ class Arm:
         raise TimeoutError(f"{url} did not answer within {timeout}s")
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+        stop_processes(self.procs, timeout=15)
 
     # --- what differs between the arms ------------------------------------------------------
     async def start(self) -> None:

@@ -101,7 +101,22 @@ def https_server(port: int, handler: type, cert: tuple[Path, Path]) -> tuple[Thr
     return httpd, threading.Thread(target=httpd.serve_forever, daemon=True)
 
 
-class FakeLinkedIn:
+class HttpsFake:
+    """A fake site on `https_server`: `with` starts its thread and shuts the server down."""
+
+    httpd: ThreadingHTTPServer
+    thread: threading.Thread
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeLinkedIn(HttpsFake):
     """`with FakeLinkedIn(tmp_path) as li: li.member = "123"`; `li.mode` in feed | signed_out | no_plain_id."""
 
     def __init__(self, cert_dir: Path) -> None:
@@ -145,14 +160,6 @@ class FakeLinkedIn:
     def feed_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"].startswith("/feed")]
 
-    def __enter__(self) -> "FakeLinkedIn":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 # ----------------------------------------------------------------------------- the integrator's web app
 
@@ -168,7 +175,7 @@ def integrator_snippet() -> str:
     return block.split("```html", 1)[1].rsplit("```", 1)[0]
 
 
-class FakeIntegrator:
+class FakeIntegrator(HttpsFake):
     """The integrator's web app on HTTPS (any host name Chromium maps here with --host-resolver-rules).
 
     `/connect` is its "Connect LinkedIn" page: the README's snippet with the extension's id filled in.
@@ -213,14 +220,6 @@ class FakeIntegrator:
                 self.wfile.write(body)
 
         self.httpd, self.thread = https_server(self.port, Handler, cert)
-
-    def __enter__(self) -> "FakeIntegrator":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # ----------------------------------------------------------------------------- recorder

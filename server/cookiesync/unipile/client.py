@@ -124,6 +124,11 @@ class UnipileError(Exception):
         self.retry_after = retry_after
         self.rate_limited = status == 429 or error_type == HELD_BACK
 
+    @property
+    def brief(self) -> str:
+        """Status and type only, for history rows: "503 service_unavailable", "no answer ConnectTimeout"."""
+        return f"{self.status or 'no answer'} {self.error_type or ''}".strip()
+
 
 def _error_fields(resp: httpx.Response) -> tuple[str | None, str | None]:
     try:

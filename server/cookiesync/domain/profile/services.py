@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cookiesync.background import BackgroundLoop
+from cookiesync.background import KickedLoop
 from cookiesync.db.schema import links, utcnow
 from cookiesync.domain.profile import policy
 from cookiesync.domain.profile.policy import Check
@@ -46,33 +46,24 @@ def profile_values(p: policy.Profile) -> dict:
                 profile_failures=p.failures, profile_due_at=p.due_at)
 
 
-class ProfileReader(BackgroundLoop):
+class ProfileReader(KickedLoop):
     """Reads due profiles, a few at a time, whenever kicked (after a connect, and by each sweep)."""
 
+    failure_message = "profile reads failed; the sweep tries again"
+    logger = log  # the module's logger, for the pass that fails
+
     def __init__(self, rt) -> None:
+        super().__init__()
         self.rt = rt
         self.config = policy_config(rt.settings)
-        self.wake = asyncio.Event()
         self.sem = asyncio.Semaphore(max(1, rt.settings.unipile_concurrency // 2))
         self.reads = 0
-
-    def kick(self) -> None:
-        self.wake.set()
 
     async def stop(self) -> None:
         await self.cancel_loop()
 
-    async def _loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            try:
-                await self.read_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("profile reads failed; the sweep tries again")
-                await asyncio.sleep(1)
+    async def run_once(self) -> int:
+        return await self.read_due()
 
     def _lease(self) -> timedelta:
         # two calls one after the other, each bounded by the client's timeout
@@ -118,7 +109,7 @@ class ProfileReader(BackgroundLoop):
             me = await rt.unipile.get_me(account_id)
         except UnipileError as exc:
             event: policy.Event = policy.ReadFailed(exc.failure)
-            error = f"{exc.status or 'no answer'} {exc.error_type or ''}".strip()[:200]
+            error = exc.brief[:200]
         else:
             profile = profile_of(account, me)
             event, error = policy.Read(member_of(me)), None
@@ -189,7 +180,7 @@ class ProfileReader(BackgroundLoop):
             log.error("OPERATOR ALERT link=%s: Unipile account %s of a mismatched member could not be deleted: %s",
                       row.id, account_id, exc)
             rt.metrics.alerts.labels("mismatched account not deleted").inc()
-            outcome = {"deleted": False, "error": f"{exc.status or 'no answer'} {exc.error_type or ''}".strip()}
+            outcome = {"deleted": False, "error": exc.brief}
         async with rt.engine.begin() as conn:
             await add_event(conn, user_id=row.user_id, link_id=row.id, kind="unipile_account_deleted",
                             data={"unipile_account_id": account_id, "reason": "member mismatch", **outcome})

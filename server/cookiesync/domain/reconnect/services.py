@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cookiesync.background import BackgroundLoop
+from cookiesync.background import KickedLoop
 from cookiesync.db.batch import GroupCommit
 from cookiesync.db.schema import events, incidents, links, notifications, users, utcnow
 from cookiesync.domain.email import outbox as email_outbox
@@ -300,13 +300,16 @@ def _result_event(result: AuthResult, scheduled: bool, newer_cookie: bool) -> po
                                 rate_limited=result.rate_limited, retry_after=wait)
 
 
-class AttemptRunner(BackgroundLoop):
+class AttemptRunner(KickedLoop):
     """Claims due links and makes their attempts, at most `concurrency` at once."""
 
+    failure_message = "attempt runner pass failed"
+    logger = log  # the module's logger, for the pass that fails
+
     def __init__(self, rt) -> None:
+        super().__init__()
         self.rt = rt
         self.sem = asyncio.Semaphore(max(1, rt.settings.unipile_concurrency))
-        self.wake = asyncio.Event()
         self.inflight: set[asyncio.Task] = set()
         self.attempts_made = 0
         self.results = GroupCommit("attempt results", self._record_together, self._record_alone)
@@ -315,9 +318,6 @@ class AttemptRunner(BackgroundLoop):
         super().start()
         self.results.start()
 
-    def kick(self) -> None:
-        self.wake.set()
-
     async def stop(self, grace_s: float = 10.0) -> None:
         await self.cancel_loop()
         if self.inflight:
@@ -325,17 +325,8 @@ class AttemptRunner(BackgroundLoop):
             await asyncio.wait(self.inflight, timeout=grace_s)
         await self.results.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            try:
-                await self.run_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("attempt runner pass failed")
-                await asyncio.sleep(1)
+    async def run_once(self) -> int:
+        return await self.run_due()
 
     async def claim_due(self, limit: int) -> list[Any]:
         """Claim up to `limit` due links in one statement, and record that their attempts

@@ -1,33 +1,36 @@
 """Last-seen times, written in groups: the only writes of an unchanged sync."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cookiesync.background import BackgroundLoop
+from cookiesync.background import KickedLoop
 from cookiesync.db.schema import devices, events, links, utcnow
 
 log = logging.getLogger("cookiesync.sync")
 
 
-class Toucher(BackgroundLoop):
+class Toucher(KickedLoop):
     """Group-commits "last seen" times: at most one transaction per `flush_s` for
     everything touched meanwhile (a device touched many times is written once).
     Losing a second of these on a crash is harmless."""
 
+    failure_message = "flushing last-seen times failed"
+    logger = log
+
     def __init__(self, engine: AsyncEngine, repeat_window_s: float = 3600.0, flush_s: float = 1.0) -> None:
+        super().__init__()
         self.engine = engine
         self.flush_s = flush_s
+        self.gather_s = flush_s  # the touches of the next flush_s go into one write
         self.repeat_window = timedelta(seconds=repeat_window_s)
         # link_id -> [user_id, repeats, first repeat at]: written as one history row per window
         self.repeats: dict[int, list] = {}
         self.link_touches: dict[int, tuple[datetime, str | None]] = {}
         self.device_touches: dict[str, tuple[datetime, str | None, str]] = {}
-        self.wake = asyncio.Event()
 
     def touch(self, link_id: int, device_id: str, at: datetime, ip: str | None, version: str,
               user_id: str | None = None) -> None:
@@ -44,18 +47,8 @@ class Toucher(BackgroundLoop):
         await self.cancel_loop()
         await self.flush(all_repeats=True)
 
-    async def _loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            await asyncio.sleep(self.flush_s)  # gather the touches of the next flush_s into one write
-            self.wake.clear()
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("flushing last-seen times failed")
-                await asyncio.sleep(1)
+    async def run_once(self) -> None:
+        await self.flush()
 
     def forget_user(self, user_id: str) -> None:
         for link_id, entry in list(self.repeats.items()):

@@ -4,6 +4,7 @@ never leaves the service without the webhooks that tell it an account disconnect
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 from cookiesync.background import BackgroundLoop
@@ -33,7 +34,10 @@ async def register_webhook(s: Settings, unipile) -> str:
 
     def good(w: dict) -> bool:
         headers = {str(h.get("key", "")).lower(): h.get("value") for h in (w.get("headers") or [])}
-        return all(headers.get(k) == v for k, v in want_headers.items()) and w.get("enabled", True) is not False
+        # the secret header's value is compared in constant time, as every secret is
+        same = all(hmac.compare_digest(str(headers.get(k) or "").encode(), v.encode())
+                   for k, v in want_headers.items())
+        return same and w.get("enabled", True) is not False
 
     keep = next((w for w in ours if good(w)), None)
     for w in ours:
