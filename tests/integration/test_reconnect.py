@@ -141,6 +141,29 @@ def test_same_webhook_three_times_opens_one_incident(service_factory, simulator)
     assert svc.db(count) == 1
 
 
+def test_a_second_disconnect_after_the_reconnect_is_not_taken_for_a_redelivery(service_factory, simulator) -> None:
+    """The account-status body has no id or time: the same CREDENTIALS words minutes later, once the
+    account is connected again, are a new disconnect and start a new reconnect (the window did not
+    let them through before)."""
+    svc = service_factory(**fast())
+    _, account_id = connect_one(svc, simulator, "r-7", "8701", "AQEDAR-cookie-r7")
+    body = {"AccountStatus": {"account_id": account_id, "account_type": "LINKEDIN", "message": "CREDENTIALS"}}
+    headers = {svc.settings.webhook_header: svc.settings.webhook_secret}
+    post = lambda: svc.http.post("/v1/webhooks/unipile/account-status", json=body, headers=headers)  # noqa: E731
+    assert post().json()["duplicate"] is False
+    wait_for(lambda: [a for a in attempts(svc, "8701")[1:] if a["data"]["outcome"] == "connected"])
+    wait_for(lambda: status_of(svc, "r-7", "8701") == "connected")
+    second = post().json()
+    assert second["duplicate"] is False
+    wait_for(lambda: len([a for a in attempts(svc, "8701")[1:] if a["data"]["outcome"] == "connected"]) == 2)
+
+    async def count(conn):
+        return (await conn.execute(sa.select(sa.func.count()).select_from(incidents)
+                                   .where(incidents.c.kind == "reconnect"))).scalar_one()
+
+    assert svc.db(count) == 2
+
+
 def test_webhook_secret_unknown_account_and_messages(service_factory, simulator) -> None:
     svc = service_factory(**fast())
     _, account_id = connect_one(svc, simulator, "r-6", "8601", "AQEDAR-cookie-r6")

@@ -65,15 +65,38 @@ async def _authentic(request: Request, given: str, secret: str, refused: str, sh
         raise ValidationException(detail=f"not {what}: {exc}") from None
 
 
+def _digest(source: str, raw: bytes) -> str:
+    return hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()
+
+
+async def _last_receipt(conn, digest: str, now):
+    """When this body was last received within the window, or None."""
+    return (await conn.execute(sa.select(sa.func.max(webhook_receipts.c.received_at)).where(
+        webhook_receipts.c.body_hash == digest, webhook_receipts.c.received_at > now - DEDUPE_WINDOW))).scalar()
+
+
+async def _record_receipt(conn, source: str, digest: str, now) -> None:
+    await conn.execute(webhook_receipts.insert().values(source=source, body_hash=digest, received_at=now))
+
+
 async def _seen_before(conn, source: str, raw: bytes, now) -> bool:
     """Unipile retries deliveries; the same body within the window is the same event."""
-    digest = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()
-    seen = (await conn.execute(sa.select(webhook_receipts.c.id).where(
-        webhook_receipts.c.body_hash == digest, webhook_receipts.c.received_at > now - DEDUPE_WINDOW))).first()
-    if seen:
+    digest = _digest(source, raw)
+    if await _last_receipt(conn, digest, now) is not None:
         return True
-    await conn.execute(webhook_receipts.insert().values(source=source, body_hash=digest, received_at=now))
+    await _record_receipt(conn, source, digest, now)
     return False
+
+
+def _redelivery(rows, received_at) -> bool:
+    """An account-status body received before is Unipile retrying it, unless one of the account's links
+    is connected again since (its `updated_at` is the change): then the earlier disconnect was dealt
+    with, and the same words now are a new one. The body carries no id or time of its own, so the
+    window alone would swallow a second real CREDENTIALS within it. A retry that arrives after we
+    reconnected costs one reconnect with the same cookie; a swallowed disconnect costs the account."""
+    if received_at is None:
+        return False
+    return not any(r.state == "connected" and r.updated_at > received_at for r in rows)
 
 
 async def _links_for_account(conn, account_id: str):
@@ -109,8 +132,11 @@ class WebhookController(Controller):
         restarts: list[tuple[int, str]] = []
         kick = False
         async with rt.engine.begin() as conn:
-            duplicate = await _seen_before(conn, "account_status", raw, now)
+            digest = _digest("account_status", raw)
             rows = await _links_for_account(conn, status.account_id)
+            duplicate = _redelivery(rows, await _last_receipt(conn, digest, now))
+            if not duplicate:
+                await _record_receipt(conn, "account_status", digest, now)
             data = {"message": message, "unipile_account_id": status.account_id, "duplicate": duplicate}
             if not rows:
                 await add_event(conn, user_id="-", link_id=None, kind="webhook_unknown_account", data=data, at=now)
