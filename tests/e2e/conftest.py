@@ -1,4 +1,5 @@
-"""Fixtures for driving the real extension in Debian's headless Chromium.
+"""Fixtures for driving the real extension in Debian's headless Chromium (and the service, fakes and
+build that test_extension_firefox.py shares with them).
 
 See the shared document on extension testing (`../shared/docs/extension-testing.md`, beside
 the repository) for why the launch looks like this.
