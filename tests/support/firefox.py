@@ -6,11 +6,11 @@
   the browser greets first, a command is `[0, id, name, params]`, its answer `[1, id, error, result]`.
   That is all a test needs, so it is spoken here rather than through Mozilla's `marionette_driver`
   package (whose dependencies, mozrunner/mozprofile/mozversion…, would each be another install).
-* `LinkedInTunnel`: the HTTP proxy every non-loopback request of that Firefox goes to
+* `HostTunnel`: the HTTP proxy every non-loopback request of that Firefox goes to
   (`network.proxy.*` prefs). Firefox has no counterpart of Chromium's `--host-resolver-rules`, which
   also changes the port: `network.dns.localDomains` sends a name to 127.0.0.1 on port 443 only. So the
-  proxy opens CONNECT tunnels to `www.linkedin.com:443` onto the FakeLinkedIn's loopback port and
-  refuses every other destination, which also keeps the browser off any other host.
+  proxy opens CONNECT tunnels to `www.linkedin.com:443` (and the integrator's host) onto the fakes'
+  loopback ports and refuses every other destination, which also keeps the browser off any other host.
 * `Firefox`: one headless firefox-esr on a fresh profile whose `user.js` sets those prefs, with a
   Marionette session that accepts the fakes' self-signed certificates.
 """
@@ -74,13 +74,13 @@ class Marionette:
         self.sock.close()
 
 
-class LinkedInTunnel:
-    """`with LinkedInTunnel(fake_port) as proxy:` → `proxy.port`; `proxy.refused` lists what it turned away."""
+class HostTunnel:
+    """`with HostTunnel({"www.linkedin.com": fake_port}) as proxy:` → `proxy.port`; each named host's
+    port 443 is tunnelled to that loopback port, anything else refused (`proxy.refused` lists it)."""
 
-    TARGET = "www.linkedin.com:443"
-
-    def __init__(self, linkedin_port: int) -> None:
+    def __init__(self, routes: dict[str, int]) -> None:
         self.refused: list[str] = []
+        targets = {f"{host}:443": port for host, port in routes.items()}
         tunnel = self
 
         class Handler(StreamRequestHandler):
@@ -88,11 +88,11 @@ class LinkedInTunnel:
                 request = self.rfile.readline().decode("latin-1").split()
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass  # the request's headers: nothing in them matters here
-                if len(request) < 2 or request[0] != "CONNECT" or request[1] != tunnel.TARGET:
+                if len(request) < 2 or request[0] != "CONNECT" or request[1] not in targets:
                     tunnel.refused.append(" ".join(request[:2]))
                     self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     return
-                upstream = socket.create_connection(("127.0.0.1", linkedin_port))
+                upstream = socket.create_connection(("127.0.0.1", targets[request[1]]))
                 self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 self.wfile.flush()
                 pipe(self.connection, upstream)
@@ -105,7 +105,7 @@ class LinkedInTunnel:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "LinkedInTunnel":
+    def __enter__(self) -> "HostTunnel":
         self.thread.start()
         return self
 
@@ -206,12 +206,18 @@ class Firefox:
         """Run `body` (a function body; a returned promise is awaited) in the current page."""
         return self("WebDriver:ExecuteScript", script=body, args=list(args))
 
+    def wait_script(self, body: str, timeout: float, what: str, *args: Any) -> Any:
+        """Poll `script(body, *args)` until it returns something truthy; → that value."""
+        return wait_for(lambda: self.script(body, *args), timeout, 0.1, what=lambda _: f"{what} within {timeout} s")
+
     def wait_text(self, css: str, predicate, timeout: float, what: str) -> str:
-        """Poll an element's text until `predicate(text)` holds."""
+        """Poll an element's text until `predicate(text)` holds; → the text."""
+        texts: list[str | None] = []
+
         def check() -> str | None:
-            text = self.script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css)
-            return text if text is not None and predicate(text) else None
-        return wait_for(check, timeout, 0.1, what=lambda last: f"{what} within {timeout} s ({css}: {last!r})")
+            texts.append(self.script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css))
+            return texts[-1] if texts[-1] is not None and predicate(texts[-1]) else None
+        return wait_for(check, timeout, 0.1, what=lambda _: f"{what} within {timeout} s ({css}: {texts[-1]!r})")
 
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self("WebDriver:TakeScreenshot", full=True)))
