@@ -43,6 +43,7 @@ VERSION = json.loads((EXTENSION / "manifest.json").read_text())["version"]
 ADDON_ID = json.loads((EXTENSION / "brand.json").read_text())["firefox_id"]
 MEMBER = "100200300"
 LI_AT, LI_A = "AQEDAR-firefox-li-at-0001", "AQJ2-firefox-li-a-0001"
+LI_AT_2 = "AQEDAR-firefox-li-at-0002"
 
 
 @pytest.fixture
@@ -74,11 +75,11 @@ def launch_firefox(fake_linkedin, tmp_path: Path):
         yield launch
 
 
-def sign_in_to_linkedin(firefox: Firefox) -> None:
+def sign_in_to_linkedin(firefox: Firefox, li_at: str = LI_AT, li_a: str = LI_A) -> None:
     """The user is signed in to LinkedIn in this browser: the cookies set on its page over WebDriver."""
     firefox("WebDriver:Navigate", url="https://www.linkedin.com/login")
     assert firefox("WebDriver:GetTitle") == "LinkedIn Login"
-    for name, value in (("li_at", LI_AT), ("li_a", LI_A)):
+    for name, value in (("li_at", li_at), ("li_a", li_a)):
         firefox("WebDriver:AddCookie", cookie={"name": name, "value": value, "domain": ".linkedin.com", "path": "/",
                                                "secure": True, "httpOnly": True, "sameSite": "None",
                                                "expiry": int(time.time()) + 86400})
@@ -160,10 +161,20 @@ def test_firefox_pairs_from_the_popup_and_syncs_the_browsers_cookie(launch_firef
     assert firefox.text("#headline") == "Paired and synced"
     firefox.screenshot(ARTIFACTS / "firefox-popup-paired-synced.png")
 
+    # LinkedIn renews li_at in the browser: Firefox's cookies.onChanged wakes the background page and
+    # its debounced cookie-change sync carries the new cookie.
+    backend.script(LI_AT_2, MEMBER)
+    t1 = time.time()
+    sign_in_to_linkedin(firefox, LI_AT_2)
+    changed = backend.wait_for(lambda: [r for r in backend.sync_requests("cookie-change", since=t1) if r.status == 200],
+                               10, time.sleep, "a cookie-change sync")
+    assert changed[0].body == {**sync.body, "li_at": LI_AT_2} and changed[0].token == token
+    assert changed[0].answer["link_status"] == "connected"
+
     # No secret reached Firefox's console, where the add-on's own lines are.
     output = firefox.output()
     assert "[cookiesync]" in output and "sync (manual): HTTP 200" in output
-    for secret in (LI_AT, LI_A, token):
+    for secret in (LI_AT, LI_A, LI_AT_2, token):
         assert secret not in output, "a secret reached Firefox's console"
 
 

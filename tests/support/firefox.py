@@ -161,6 +161,8 @@ def user_prefs(proxy_port: int, addon_uuids: dict[str, str]) -> dict[str, Any]:
 class Firefox:
     """A headless firefox-esr with a Marionette session; `close()` quits it."""
 
+    addon: str = ""  # the installed add-on's moz-extension://<uuid> base URL, set by whoever installs it
+
     def __init__(self, profile: Path, prefs: dict[str, Any], log: Path) -> None:
         shutil.rmtree(profile, ignore_errors=True)
         profile.mkdir(parents=True)
