@@ -219,7 +219,9 @@ def test_firefox_connect_button_on_the_integrators_page_pairs_through_the_bridge
     # {type: "status"} through the bridge: paired, and nothing secret in the answer.
     status = firefox.script("""
         return new Promise((resolve) => {
-          addEventListener('message', (e) => { if (e.data && e.data.cookiesync === 'answer' && e.data.id === 's1') resolve(e.data.answer); });
+          addEventListener('message', (e) => {
+            if (e.data && e.data.cookiesync === 'answer' && e.data.id === 's1') resolve(e.data.answer);
+          });
           postMessage({cookiesync: 'request', id: 's1', message: {type: 'status'}}, location.origin);
         });""")
     assert status["paired"] is True and status["linkStatus"] in ("pending", "connected")

@@ -24,7 +24,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from socketserver import StreamRequestHandler, ThreadingTCPServer
 from typing import Any
@@ -169,21 +168,27 @@ class Firefox:
         (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n"
                                                  for k, v in prefs.items()))
         self.log = log
+        self._log_file = log.open("wb")
         self.process = subprocess.Popen(
             # --remote-allow-system-access: WebDriver:Navigate refuses moz-extension:// URLs without it
             # (driver.sys.mjs: only http(s), data, about:blank are "webdriver-safe"), and the popup is one.
             [str(FIREFOX), "--headless", "--marionette", "--remote-allow-system-access", "--no-remote",
              "--profile", str(profile)],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # Mozilla's own test harnesses set this: a socket to anything but loopback is refused inside
             # Firefox (the tunnel, the backend and the fakes are all on 127.0.0.1).
             env={**os.environ, "MOZ_DISABLE_NONLOCAL_CONNECTIONS": "1"})
-        active = profile / "MarionetteActivePort"
-        wait_for(lambda: active.exists() and active.read_text().strip() or self.process.poll() is not None,
-                 30, 0.1, what=lambda _: f"Firefox's Marionette port within 30 s (log: {log})")
-        assert self.process.poll() is None, f"Firefox exited with {self.process.returncode}: {log.read_text()[-2000:]}"
-        self.marionette = Marionette(int(active.read_text()))
-        self.session = self.marionette.command("WebDriver:NewSession", acceptInsecureCerts=True)
+        try:
+            active = profile / "MarionetteActivePort"
+            wait_for(lambda: active.exists() and active.read_text().strip() or self.process.poll() is not None,
+                     30, 0.1, what=lambda _: f"Firefox's Marionette port within 30 s (log: {log})")
+            assert self.process.poll() is None, \
+                f"Firefox exited with {self.process.returncode}: {log.read_text()[-2000:]}"
+            self.marionette = Marionette(int(active.read_text()))
+            self.session = self.marionette.command("WebDriver:NewSession", acceptInsecureCerts=True)
+        except BaseException:
+            self._end_process(0)
+            raise
 
     def __call__(self, name: str, **params: Any) -> Any:
         return self.marionette.command(name, **params)
@@ -217,7 +222,7 @@ class Firefox:
         texts: list[str | None] = []
 
         def check() -> str | None:
-            texts.append(self.script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css))
+            texts.append(self.script("const e = document.querySelector(arguments[0]); return e && e.textContent;", css))
             return texts[-1] if texts[-1] is not None and predicate(texts[-1]) else None
         return wait_for(check, timeout, 0.1, what=lambda _: f"{what} within {timeout} s ({css}: {texts[-1]!r})")
 
@@ -235,8 +240,13 @@ class Firefox:
         except (OSError, ConnectionError, MarionetteError):
             pass
         self.marionette.close()
+        self._end_process(15)
+
+    def _end_process(self, grace_s: float) -> None:
+        """Wait `grace_s` for this Firefox to exit, then kill it (its own process only)."""
         try:
-            self.process.wait(15)
+            self.process.wait(grace_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._log_file.close()
