@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 SYNC   := $(UV) sync --locked --inexact --quiet
 
-.PHONY: run test test-python test-node extension-lint venv venv-run lock chromium wrk extension bench bench-retention probe docs clean
+.PHONY: run test test-python test-node extension-lint venv venv-run lock chromium firefox wrk extension bench bench-retention probe docs clean
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -34,8 +34,8 @@ lock: $(UV)
 run: venv-run
 	$(BIN)/cookiesync serve
 
-## Install what the tests need (Python packages, Debian's chromium) and run them all.
-test: venv chromium
+## Install what the tests need (Python packages, Debian's chromium and firefox-esr) and run them all.
+test: venv chromium firefox
 	$(MAKE) --no-print-directory test-node
 	$(MAKE) --no-print-directory test-python
 
@@ -64,21 +64,27 @@ extension-lint: extension/node_modules/.package-lock.json
 	for zip in dist/lint/*-firefox-*.zip; do \
 		extension/node_modules/.bin/web-ext lint --no-config-discovery --warnings-as-errors --source-dir $$zip || exit 1; done
 
-# Debian's chromium from apt (never a browser download from a test tool).
-chromium:
-	@if [ -x /usr/bin/chromium ]; then :; \
+# A Debian package from apt, when its program is missing (never a browser download from a test tool):
+# $(call apt_install,PROGRAM,PACKAGE,SHELL WHEN NEITHER IS THERE).
+define apt_install
+	@if command -v $(1) >/dev/null; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's chromium with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "chromium missing and apt-get unavailable: browser tests will skip (they fail under CI=true)"; fi
+		echo "installing Debian's $(2) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+	else $(3); fi
+endef
 
-# Debian's wrk for the benchmarks' load, the same way.
+# Debian's chromium, for the extension's and the console's browser tests.
+chromium:
+	$(call apt_install,/usr/bin/chromium,chromium,echo "chromium missing and apt-get unavailable: browser tests will skip (they fail under CI=true)")
+
+# Debian's firefox-esr, for the Firefox package's end-to-end test (driven over Marionette).
+firefox:
+	$(call apt_install,/usr/bin/firefox-esr,firefox-esr,echo "firefox-esr missing and apt-get unavailable: the Firefox test will skip (it fails under CI=true)")
+
+# Debian's wrk for the benchmarks' load.
 wrk:
-	@if command -v wrk >/dev/null; then :; \
-	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's wrk with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
-	else echo "wrk missing and apt-get unavailable: install it to run make bench" >&2; exit 1; fi
+	$(call apt_install,wrk,wrk,echo "wrk missing and apt-get unavailable: install it to run make bench" >&2; exit 1)
 
 ## Zip the extension for the Chrome Web Store (also Edge) and for Firefox, from extension/brand.json or
 ## BRAND=path (see extension/README.md); the version comes from extension/manifest.json.

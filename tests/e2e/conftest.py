@@ -1,4 +1,5 @@
-"""Fixtures for driving the real extension in Debian's headless Chromium.
+"""Fixtures for driving the real extension in Debian's headless Chromium (and the service, fakes and
+build that test_extension_firefox.py shares with them).
 
 See the shared document on extension testing (`../shared/docs/extension-testing.md`, beside
 the repository) for why the launch looks like this.
@@ -57,29 +58,34 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-def build_extension(work: Path, brand: Path | None = None, dev: bool = False) -> Path:
-    """extension/tools/build.mjs's Chrome zip (what ships), unpacked into work/: the tests load
-    exactly the packaged files. `dev` lets a test brand name a loopback backend."""
-    command = ["node", str(EXTENSION / "tools" / "build.mjs"), "--out", str(work), "--target", "chrome"]
+def build_extension(work: Path, brand: Path | None = None, dev: bool = False, target: str = "chrome") -> Path:
+    """extension/tools/build.mjs's zip for `target` (chrome or firefox: what ships), unpacked into
+    work/: the tests load exactly the packaged files. `dev` lets a test brand name a loopback backend."""
+    command = ["node", str(EXTENSION / "tools" / "build.mjs"), "--out", str(work), "--target", target]
     command += ["--brand", str(brand)] if brand else []
     command += ["--dev"] if dev else []
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    (package,) = work.glob("*-chrome-*.zip")
+    (package,) = work.glob(f"*-{target}-*.zip")
     out = work / "unpacked"
     with zipfile.ZipFile(package) as zf:
         zf.extractall(out)
     return out
 
 
-@pytest.fixture(scope="session")
-def extension_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The generic Web Store build, unpacked, plus the pre-granted loopback backend."""
-    out = build_extension(tmp_path_factory.mktemp("ext"))
+def pre_grant_backend(out: Path) -> Path:
+    """The unpacked build `out` with the loopback backend added to its host permissions (see
+    TEST_GRANTED_HOSTS)."""
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["host_permissions"] = manifest["host_permissions"] + TEST_GRANTED_HOSTS
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
+
+
+@pytest.fixture(scope="session")
+def extension_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generic Web Store build, unpacked, plus the pre-granted loopback backend."""
+    return pre_grant_backend(build_extension(tmp_path_factory.mktemp("ext")))
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def integrator(backend, tmp_path: Path):
         yield site
 
 
-def branded_build(tmp_path: Path, backend) -> Path:
+def branded_build(tmp_path: Path, backend, target: str = "chrome") -> Path:
     brand = {
         "name": "Acme Outreach — LinkedIn connector",
         "short_name": "Acme",
@@ -46,7 +46,7 @@ def branded_build(tmp_path: Path, backend) -> Path:
     path = tmp_path / "brand.json"
     path.write_text(json.dumps(brand))
     (tmp_path / "build").mkdir()
-    return build_extension(tmp_path / "build", path, dev=True)
+    return build_extension(tmp_path / "build", path, dev=True, target=target)
 
 
 def test_connect_button_on_the_integrators_page_pairs_and_syncs(launch, backend, fake_linkedin, integrator,
