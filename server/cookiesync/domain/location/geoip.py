@@ -20,6 +20,8 @@ from typing import Callable
 
 import iptocc
 
+from cookiesync.domain.location.countries import is_alpha2
+
 log = logging.getLogger("cookiesync.location")
 
 
@@ -40,7 +42,8 @@ def public_address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
 
 
 def _alpha2(value: object) -> str | None:
-    if isinstance(value, str) and len(value) == 2 and value.isascii() and value.isalpha():
+    """An assigned country code or None: the registries' "EU" and "AP" blocks name no country."""
+    if isinstance(value, str) and is_alpha2(value.upper()):
         return value.upper()
     return None
 
