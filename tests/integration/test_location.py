@@ -17,6 +17,7 @@ from cookiesync.domain.location.geoip import CountryOf
 from cookiesync.keys import rotate
 from cookiesync.security import KeyRing, decrypt_proxy_password, new_key_entry
 from cookiesync.simulator.redact import fingerprint
+from tests.support.console import add_staff, link_id, signed_in
 from tests.support.history import history
 from tests.support.reconnect import fire
 from tests.support.service import USED_SECRETS, settled
@@ -136,6 +137,10 @@ def test_the_integrators_country_is_exactly_what_connects(service_factory, simul
     [body] = auth_bodies(simulator)
     assert body["country"] == "IT" and "ip" not in body and "proxy" not in body
     assert location_of(svc, "loc-5") == {"country": "IT", "source": "integrator"}
+    add_staff(svc, "op@example.com", "operator")
+    page = signed_in(svc).get(f"/support/links/{link_id(svc, 'loc-5', '8105')}").text
+    assert '<dd id="location"><b>IT</b> <span class="muted small">(from integrator)</span></dd>' in page
+    assert "location — (none) → IT (integrator) · trigger attempt" in page  # its history row
     # a PUT that does not name the country keeps it; null takes it back
     assert svc.integrator("PUT", "/v1/users/loc-5", json={"email": "x@example.com"}).json()["country"] == "IT"
     assert svc.integrator("PUT", "/v1/users/loc-5", json={"country": None}).json()["country"] is None

@@ -47,7 +47,7 @@ def validate_auth_body(body: dict, reconnect: bool) -> Credentials:
     for name in ("premium_token", "user_agent", "recruiter_contract_id"):
         want(body, name, str)
     country = want(body, "country", str)
-    if country is not None and not is_alpha2(country):
+    if country is not None and not is_alpha2(country.upper()):  # an assigned code ("ZZ" is none)
         raise BadRequest("invalid_parameters", "country must be an ISO 3166-1 alpha-2 code.")
     ip = want(body, "ip", str)
     if ip is not None:

@@ -54,8 +54,8 @@ class UserOut(msgspec.Struct):
     display_name: str | None
     created_at: datetime
     updated_at: datetime
-    country: str | None = None
-    proxy: ProxyOut | None = None
+    country: str | None
+    proxy: Annotated[ProxyOut | None, msgspec.Meta(description="the user's proxy, its password never shown")]
 
 
 class PairingCodeOut(msgspec.Struct):
