@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+import time
 from pathlib import Path
 
 import msgspec
@@ -19,9 +20,9 @@ from cookiesync.security import KeyRing, decrypt_proxy_password, new_key_entry
 from cookiesync.simulator.redact import fingerprint
 from tests.support.console import add_staff, link_id, signed_in
 from tests.support.history import history
-from tests.support.reconnect import fire
+from tests.support.reconnect import fire, point_webhooks
 from tests.support.service import USED_SECRETS, settled
-from tests.support.simulator import sim_get, sim_post, sim_script
+from tests.support.simulator import sim_get, sim_script
 from tests.support.wait import wait_for
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
@@ -116,10 +117,7 @@ def test_a_private_address_keeps_the_last_known_location_on_reconnect(service_fa
         return (await conn.execute(sa.select(links.c.client_ip))).scalar_one()
 
     wait_for(lambda: svc.db(client_ip) == "10.20.30.40")
-    sim_post(simulator, "/_sim/config", json={
-        "webhook_url": f"{svc.url}/v1/webhooks/unipile/account-status",
-        "webhook_header": svc.settings.webhook_header, "webhook_secret": svc.settings.webhook_secret,
-    }).raise_for_status()
+    point_webhooks(svc, simulator)
     fire(simulator, account_id, "CREDENTIALS")
     wait_for(lambda: len(auth_bodies(simulator)) == 2, timeout=20)
     first, again = auth_bodies(simulator)
@@ -229,3 +227,30 @@ def test_bad_location_values_get_a_400_naming_the_field(service) -> None:
         r = service.integrator("PUT", "/v1/users/loc-7", json=body)
         assert r.status_code == 400 and field in r.text, (body, r.text)
     assert service.db(user) == before
+
+
+def test_a_sustained_move_seen_in_syncs_moves_the_link_and_its_next_reconnect(service_factory, simulator) -> None:
+    svc = service_factory(trusted_proxies="127.0.0.1", touch_flush_s=0.1, location_moves_after=3,
+                          location_moves_after_s=0)
+    home = country_of(V4_PUBLIC)
+    token, _ = connect_from(svc, simulator, "loc-8", "8108", "AQEDAR-loc-moving", V4_PUBLIC)
+    account_id = svc.accounts("loc-8")[0]["unipile_account_id"]
+
+    def syncs_from(address: str, n: int) -> None:
+        for _ in range(n):
+            assert sync_from(svc, token, address, "AQEDAR-loc-moving", "8108").status_code == 200
+            time.sleep(0.3)  # one last-seen flush each: each counts as one sync
+
+    syncs_from(V6_FR, 2)
+    syncs_from(V4_PUBLIC, 1)  # home again: the streak ends
+    syncs_from(V6_FR, 2)
+    assert location_of(svc, "loc-8") == {"country": home, "source": "geoip"}
+    syncs_from(V6_FR, 1)      # the third in a row
+    wait_for(lambda: location_of(svc, "loc-8")["country"] == "FR")
+    moves = [(e["data"]["from_country"], e["data"]["country"], e["data"]["trigger"]) for e in history(svc, "8108")
+             if e["kind"] == "location_changed"]
+    assert moves == [(None, home, "attempt"), (home, "FR", "sync")]
+    point_webhooks(svc, simulator)
+    fire(simulator, account_id, "CREDENTIALS")
+    wait_for(lambda: len(auth_bodies(simulator)) == 2, timeout=20)
+    assert [b.get("country") for b in auth_bodies(simulator)] == [home, "FR"]

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cookiesync.db.engine import reader
 
 from cookiesync.db.schema import events, links, users
 from cookiesync.domain.location import policy
@@ -23,11 +25,10 @@ LOCATION_COLUMNS = (links.c.id, links.c.user_id, links.c.country, links.c.countr
 OVERRIDE_COLUMNS = (users.c.country, users.c.proxy_protocol, users.c.proxy_host, users.c.proxy_port,
                     users.c.proxy_username, users.c.proxy_password_ciphertext, users.c.proxy_key_id)
 
-# One UPDATE shape for every location write, run as an executemany
+COLUMNS = ("country", "country_source", "country_candidate", "country_candidate_count", "country_candidate_since")
+# One UPDATE shape for every location write of a batch, run as an executemany
 _LOCATION_BY_KEY = links.update().where(links.c.id == sa.bindparam("link_key")).values(
-    country=sa.bindparam("b_country"), country_source=sa.bindparam("b_source"),
-    country_candidate=sa.bindparam("b_candidate"), country_candidate_count=sa.bindparam("b_count"),
-    country_candidate_since=sa.bindparam("b_since"))
+    **{name: sa.bindparam("b_" + name) for name in COLUMNS})
 
 
 def location_of(row: Any) -> Location:
@@ -36,9 +37,13 @@ def location_of(row: Any) -> Location:
                     row.country_candidate_count or 0, row.country_candidate_since)
 
 
+def _columns(loc: Location) -> dict:
+    return dict(zip(COLUMNS, (loc.country, loc.source.value if loc.source else None, loc.candidate,
+                              loc.candidate_count, loc.candidate_since)))
+
+
 def _params(link_id: int, loc: Location) -> dict:
-    return {"link_key": link_id, "b_country": loc.country, "b_source": loc.source.value if loc.source else None,
-            "b_candidate": loc.candidate, "b_count": loc.candidate_count, "b_since": loc.candidate_since}
+    return {"link_key": link_id} | {"b_" + name: value for name, value in _columns(loc).items()}
 
 
 def history_row(user_id: str, link_id: int, before: Location, d: policy.Decision, at: datetime,
@@ -84,13 +89,15 @@ class Locator:
             await conn.execute(events.insert(), history)
         return len(history)
 
-    async def for_attempt(self, conn: AsyncConnection, keyring: KeyRing, row: Any, at: datetime) -> dict:
+    async def for_attempt(self, engine: AsyncEngine, keyring: KeyRing, row: Any, at: datetime) -> dict:
         """The location fields of the connect or reconnect about to be sent for link `row`.
 
         The user's override is brought onto the link first (a link made after the integrator set
-        it); a link that knows no country yet is placed from its last sync address. Written before
-        the call, so what was sent is what the link shows."""
-        user = (await conn.execute(sa.select(*OVERRIDE_COLUMNS).where(users.c.user_id == row.user_id))).first()
+        it); a link that knows no country yet is placed from its last sync address. A change is
+        written (with its history row) before the call, so what was sent is what the link shows;
+        the read takes no write lock (SQLite), since nearly every attempt changes nothing."""
+        async with reader(engine) as conn:
+            user = (await conn.execute(sa.select(*OVERRIDE_COLUMNS).where(users.c.user_id == row.user_id))).first()
         before = location_of(row)
         has_proxy = user is not None and user.proxy_host is not None
         if user is not None and (has_proxy or user.country):
@@ -101,9 +108,12 @@ class Locator:
             event = policy.Observed(self.country_of(row.client_ip) if before.country is None else None)
         d = policy.decide(before, event, at, self.config)
         if d.changed:
-            await conn.execute(_LOCATION_BY_KEY, [_params(row.id, d.location)])
-        if d.moved:
-            await conn.execute(events.insert(), [history_row(row.user_id, row.id, before, d, at, None, "attempt")])
+            async with engine.begin() as conn:
+                written = (await conn.execute(links.update().where(links.c.id == row.id)
+                                              .values(**_columns(d.location)))).rowcount
+                if d.moved and written:  # not for a link erased meanwhile
+                    await conn.execute(events.insert(), [history_row(row.user_id, row.id, before, d, at, None,
+                                                                     "attempt")])
         proxy = None
         if has_proxy:
             password = None

@@ -418,8 +418,7 @@ class AttemptRunner(KickedLoop):
                 log.error("link %s: stored cookie cannot be decrypted (%s)", link_id, exc)
             else:
                 # the link's location, brought up to date and written before it is sent
-                async with rt.engine.begin() as conn:
-                    location = await rt.locator.for_attempt(conn, rt.keyring, row, claimed_at)
+                location = await rt.locator.for_attempt(rt.engine, rt.keyring, row, claimed_at)
                 creds = CookieCredentials(bundle.li_at, bundle.li_a, bundle.user_agent, location)
         if creds is None:
             result = AuthResult(outcome="failed", http_status=None, duration_ms=0, failure=policy.Failure.NEEDS_USER,
