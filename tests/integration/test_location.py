@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import msgspec
-import pytest
 import sqlalchemy as sa
 
 from cookiesync.db.schema import users
