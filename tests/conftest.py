@@ -75,11 +75,11 @@ def postgres_url():
 def service_factory(tmp_path, simulator, database_url):
     started: list[Service] = []
 
-    def factory(**overrides) -> Service:
+    def factory(listen_on: str = "127.0.0.1", **overrides) -> Service:
         overrides.setdefault("database_url", database_url)
         overrides.setdefault("unipile_dsn", simulator.url)
         overrides.setdefault("unipile_api_key", simulator.api_key)
-        svc = start_service(make_settings(tmp_path, **overrides))
+        svc = start_service(make_settings(tmp_path, **overrides), host=listen_on)
         started.append(svc)
         return svc
 

@@ -1,4 +1,4 @@
-"""Key rotation: re-encrypt every stored cookie under the newest key.
+"""Key rotation: re-encrypt every stored cookie and proxy password under the newest key.
 
 Resumable (it only touches rows not yet under the newest key) and safe while the
 service runs (each row is rewritten only if its ciphertext is still the one read,
@@ -12,8 +12,8 @@ import msgspec
 import sqlalchemy as sa
 
 from cookiesync.db.engine import make_engine
-from cookiesync.db.schema import links
-from cookiesync.security import KeyRing, link_aad, new_key_entry
+from cookiesync.db.schema import links, users
+from cookiesync.security import KeyRing, link_aad, new_key_entry, proxy_aad
 from cookiesync.settings import Settings
 
 
@@ -61,7 +61,33 @@ async def rotate(settings: Settings, *, new_key: bool = False, batch: int = 500,
                     done += res.rowcount
                 last_id = rows[-1].id
             say(f"  re-encrypted {done}/{total}")
-        say(f"done: every stored cookie is under key {ring.current}; older keys can be removed")
+        done += await _rotate_proxy_passwords(engine, ring, batch, say)
+        say(f"done: every stored cookie and proxy password is under key {ring.current}; older keys can be removed")
     finally:
         await engine.dispose()
+    return done
+
+
+async def _rotate_proxy_passwords(engine, ring: KeyRing, batch: int, say) -> int:
+    """The users' proxy passwords, as the cookies above: resumable, and a row rewritten only while
+    its ciphertext is still the one read (an integrator's PUT meanwhile is already current)."""
+    done, last_id = 0, ""
+    pending = sa.and_(users.c.proxy_password_ciphertext.is_not(None), users.c.proxy_key_id != ring.current)
+    while True:
+        async with engine.begin() as conn:
+            rows = (await conn.execute(sa.select(
+                users.c.user_id, users.c.proxy_key_id, users.c.proxy_password_ciphertext
+            ).where(users.c.user_id > last_id, pending).order_by(users.c.user_id).limit(batch))).all()
+            if not rows:
+                break
+            for r in rows:
+                aad = proxy_aad(r.user_id)
+                kid, blob = ring.encrypt(ring.decrypt(r.proxy_key_id, r.proxy_password_ciphertext, aad), aad)
+                res = await conn.execute(users.update().where(
+                    users.c.user_id == r.user_id, users.c.proxy_password_ciphertext == r.proxy_password_ciphertext
+                ).values(proxy_key_id=kid, proxy_password_ciphertext=blob))
+                done += res.rowcount
+            last_id = rows[-1].user_id
+    if done:
+        say(f"  re-encrypted {done} proxy password(s)")
     return done

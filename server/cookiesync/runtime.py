@@ -28,6 +28,7 @@ from cookiesync.db.engine import make_engine
 from cookiesync.db.hot import HotReads, HotWrites
 from cookiesync.domain.email.outbox import Mailer
 from cookiesync.domain.email.rendering import EmailTemplates
+from cookiesync.domain.location.services import Locator
 from cookiesync.domain.notifications.services import Notifier
 from cookiesync.domain.profile.services import ProfileReader
 from cookiesync.domain.reconnect import policy
@@ -92,6 +93,7 @@ class Runtime:
     bulk_sql: BulkSQL = field(init=False)
     trusted_proxies: list = field(init=False)
     policy_config: policy.Config = field(init=False)
+    locator: Locator = field(init=False)           # country of an address, the location policy's settings
     reconnect_signer: Signer = field(init=False)
     background: set[asyncio.Task] = field(default_factory=set)
 
@@ -106,6 +108,7 @@ class Runtime:
         # parsed once: the sync hot path asks for it on every request
         self.trusted_proxies = s.trusted_proxy_networks
         self.policy_config = policy_config(s)
+        self.locator = Locator(s)
         self.reconnect_signer = Signer(s.signing_secret, "reconnect-link")
 
     def memory(self) -> dict[str, int]:
@@ -181,6 +184,7 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
         stack.push_async_callback(unipile.aclose)
         rt = Runtime(settings=settings, engine=engine, keyring=KeyRing(settings.encryption_keys), unipile=unipile,
                      metrics=metrics)
+        stack.callback(rt.locator.close)
 
         rt.readiness = Readiness(settings)
         stack.push_async_callback(rt.readiness.close)
@@ -207,7 +211,7 @@ async def open_runtime(settings: Settings, *, start_background: bool = True,
         stack.push_async_callback(rt.cancel_background)  # after every loop below has stopped
 
         rt.revocations = RevocationWatcher(engine, rt.device_cache, poll_s=max(0.2, settings.token_cache_ttl_s / 2))
-        rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s)
+        rt.toucher = Toucher(engine, settings.cookie_repeat_window_s, settings.touch_flush_s, rt.locator)
         rt.runner = AttemptRunner(rt)
         rt.profiles = ProfileReader(rt)
         rt.cookie_writer = GroupCommit("new cookies", rt.cookie_writes.together, rt.cookie_writes.alone)

@@ -110,6 +110,19 @@ def decrypt_cookies(ring: KeyRing, kid: str, blob: bytes, user_id: str, plain_id
     return msgspec.json.decode(ring.decrypt(kid, blob, link_aad(user_id, plain_id)), type=CookieBundle)
 
 
+def proxy_aad(user_id: str) -> bytes:
+    """Binds a proxy password's ciphertext to its user: copied onto another row it does not decrypt."""
+    return msgspec.json.encode(["proxy", user_id])
+
+
+def encrypt_proxy_password(ring: KeyRing, password: str, user_id: str) -> tuple[str, bytes]:
+    return ring.encrypt(password.encode(), proxy_aad(user_id))
+
+
+def decrypt_proxy_password(ring: KeyRing, kid: str, blob: bytes, user_id: str) -> str:
+    return ring.decrypt(kid, blob, proxy_aad(user_id)).decode()
+
+
 def cookie_fingerprint(secret: str, li_at: str, li_a: str | None, user_agent: str) -> str:
     """Keyed, so a fingerprint in the history cannot be used to test guesses."""
     msg = msgspec.json.encode([li_at, li_a, user_agent])

@@ -170,6 +170,20 @@ class Settings(msgspec.Struct, kw_only=True):
     trusted_proxies: Annotated[str, msgspec.Meta(description=(
         "Comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` is believed. "
         "Unset: the peer address is the client's."))] = ""
+    default_country: Annotated[str, msgspec.Meta(pattern="^([A-Z]{2})?$", description=(
+        "ISO 3166-1 alpha-2 country that a connect sends for a link whose sync addresses never named "
+        "one (private or loopback addresses, an unlisted load balancer) and whose user has no integrator "
+        "country or proxy. Unset: such a connect sends no location and Unipile places the session."))] = ""
+    location_moves_after: Annotated[int, msgspec.Meta(ge=1, description=(
+        "Syncs in a row from another country after which a link's location moves there (with "
+        "`COOKIESYNC_LOCATION_MOVES_AFTER_S`); a sync from its own country starts the count again."))] = 5
+    location_moves_after_s: Annotated[float, msgspec.Meta(ge=0, description=(
+        "Seconds the syncs from another country must span, first to last, before the link's location "
+        "moves there: a weekend abroad does not move the session, a move does."))] = 172800.0
+    geoip_mmdb_path: Annotated[str, msgspec.Meta(description=(
+        "A MaxMind-format country database (DB-IP IP to Country Lite, GeoLite2/GeoIP2 Country) asked "
+        "first for a sync address's country; addresses it does not know fall back to the data shipped "
+        "with `iptocc`. Unset: only that."))] = ""
 
     integrator_webhook_url: Annotated[str, msgspec.Meta(description=(
         "Where link changes (connected, needs_user, checkpoint, disabled) are POSTed, signed "
@@ -306,6 +320,8 @@ class Settings(msgspec.Struct, kw_only=True):
         _check_email("EMAIL_FROM", self.email_from)
         if self.email_templates_dir and not Path(self.email_templates_dir).is_dir():
             raise SettingsError(f"{PREFIX}EMAIL_TEMPLATES_DIR: {self.email_templates_dir!r} is not a folder")
+        if self.geoip_mmdb_path and not Path(self.geoip_mmdb_path).is_file():
+            raise SettingsError(f"{PREFIX}GEOIP_MMDB_PATH: {self.geoip_mmdb_path!r} is not a file")
         if self.encryption_keys:
             try:
                 parse_key_ring(self.encryption_keys)

@@ -44,8 +44,11 @@ EXPECTED = {
 # response component -> fields it must describe (what integrators read)
 RESPONSE_FIELDS = {
     "AccountOut": {"plain_id", "status", "unipile_account_id", "date_last_cookie", "auto_connect", "hold_reason",
-                   "last_error", "checkpoint_type", "next_attempt_at", "created_at", "linkedin"},
+                   "last_error", "checkpoint_type", "next_attempt_at", "created_at", "linkedin", "location"},
     "LinkedInOut": {"name", "public_identifier", "premium", "read_at", "member_check", "member_seen"},
+    "LocationOut": {"country", "source"},
+    "UserOut": {"user_id", "email", "display_name", "created_at", "updated_at", "country", "proxy"},
+    "ProxyOut": {"host", "port", "protocol", "username", "password_set"},  # never the password
 }
 
 
@@ -95,6 +98,9 @@ def test_the_schema_names_its_security_errors_and_strict_bodies(service) -> None
         assert set(components[name]["properties"]) == fields and set(components[name]["required"]) == fields, name
     linkedin = components["LinkedInOut"]["properties"]
     assert "control characters" in str(linkedin["name"]) and "mismatch" in str(linkedin["member_check"])
+    user_in = components["UserIn"]["properties"]
+    assert {"country", "proxy"} <= set(user_in) and "password" in components["ProxyIn"]["properties"]
+    assert set(components["ProxyIn"]["required"]) == {"host", "port"}
     account_linkedin = components["AccountOut"]["properties"]["linkedin"]
     assert resolve(schema, account_linkedin) is components["LinkedInOut"]
     # every reference in the schema resolves

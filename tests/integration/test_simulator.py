@@ -268,6 +268,21 @@ def test_list_paginates_with_cursor_and_counts(sim) -> None:
     ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "country": "FRA"}, "errors/invalid_parameters"),
     ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "ip": "not-an-ip"}, "errors/invalid_parameters"),
     ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "proxy": {"host": "p"}}, "errors/invalid_parameters"),
+    # location (contract §1): ip is IPv4 only, country an assigned alpha-2 code, proxy as Unipile takes it
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "ip": "2a01:e0a::1"}, "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "ip": "::ffff:8.8.8.8"}, "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "country": "ZZ"}, "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "country": 33}, "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "proxy": {"host": "p", "port": "8080"}},
+     "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "proxy": {"host": "p", "port": True}},
+     "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "proxy": {"host": "p", "port": 8080, "protocol": "ftp"}},
+     "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "proxy": {"host": "p", "port": 8080, "username": 7}},
+     "errors/invalid_parameters"),
+    ({"provider": "LINKEDIN", "access_token": "AQEDAR-x", "proxy": {"host": "p", "port": 8080, "source": "USER"}},
+     "errors/invalid_parameters"),
 ])
 def test_create_validation(sim, payload, error_type) -> None:
     r = api(sim, "POST", "/accounts", json=payload)

@@ -30,7 +30,7 @@ def test_a_call_ends_at_its_timeout_even_when_the_answer_trickles_in() -> None:
         client = UnipileClient(f"http://127.0.0.1:{port}", "key", timeout_s=1.0)
         started = time.monotonic()
         try:
-            result = await client.connect(CookieCredentials("AQEDAR-trickle-cookie", None, "UA/1.0", None))
+            result = await client.connect(CookieCredentials("AQEDAR-trickle-cookie", None, "UA/1.0"))
         finally:
             await client.aclose()
             server.close()
@@ -67,7 +67,7 @@ def test_calls_in_flight_reuse_their_connections_across_the_pools() -> None:
         server = await asyncio.start_server(answer, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         client = UnipileClient(f"http://127.0.0.1:{port}", "key", timeout_s=5.0, keep_alive=24)
-        creds = CookieCredentials("AQEDAR-pooled-cookie", None, "UA/1.0", None)
+        creds = CookieCredentials("AQEDAR-pooled-cookie", None, "UA/1.0")
         try:
             assert len(client.pools) == 3
             for _round in range(2):

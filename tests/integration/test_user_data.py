@@ -14,7 +14,7 @@ from cookiesync.db.schema import links, metadata
 from cookiesync.security import hash_token
 from tests.support.reconnect import connect_one, fast, fire
 from tests.support.servers import free_port
-from tests.support.service import status_of
+from tests.support.service import USED_SECRETS, status_of
 from tests.support.wait import wait_for
 
 HOOK_SECRET = "whsec_" + "ZXhwb3J0LXRlc3Qtbm90aWZpY2F0aW9uLWtleQ=="
@@ -26,8 +26,11 @@ def _lived(svc, sim, smtp, user_id: str, plain_id: str, li_at: str) -> dict:
     token, account_id = connect_one(svc, sim, user_id, plain_id, li_at, ["ok", "sticky:invalid_credentials"],
                                     name=linkedin_name)
     wait_for(lambda: svc.accounts(user_id)[0]["linkedin"]["name"] == linkedin_name)  # read after the connect
+    proxy_password = f"proxy-password-of-{user_id}"
+    USED_SECRETS.add(proxy_password)
     r = svc.integrator("PUT", f"/v1/users/{user_id}",
-                       json={"email": f"{user_id}@example.com", "display_name": f"Name of {user_id}"})
+                       json={"email": f"{user_id}@example.com", "display_name": f"Name of {user_id}",
+                             "proxy": {"host": "proxy.example.net", "port": 3128, "password": proxy_password}})
     assert r.status_code == 200, r.text
     fire(sim, account_id)
     wait_for(lambda: status_of(svc, user_id, plain_id) == "needs_user", timeout=20)
@@ -44,7 +47,8 @@ def _lived(svc, sim, smtp, user_id: str, plain_id: str, li_at: str) -> dict:
     return dict(user_id=user_id, email=f"{user_id}@example.com", name=f"Name of {user_id}", plain_id=plain_id,
                 linkedin_name=linkedin_name, public_identifier=link.linkedin_public_id,
                 account_id=account_id, device_id=device_id, link_id=link.id, fingerprint=link.cookie_fingerprint,
-                secrets=[li_at, token, hash_token(token), reconnect_token, code, link.cookie_fingerprint])
+                secrets=[li_at, token, hash_token(token), reconnect_token, code, proxy_password,
+                         link.cookie_fingerprint])
 
 
 async def _device_id(conn, user_id):
@@ -91,7 +95,9 @@ def test_export_holds_everything_and_no_secret_and_erase_leaves_nothing(service_
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["user"] == {"user_id": "gdpr-u1", "email": "gdpr-u1@example.com", "display_name": "Name of gdpr-u1",
-                           "created_at": doc["user"]["created_at"], "updated_at": doc["user"]["updated_at"]}
+                           "created_at": doc["user"]["created_at"], "updated_at": doc["user"]["updated_at"],
+                           "country": None, "proxy": {"host": "proxy.example.net", "port": 3128, "protocol": None,
+                                                      "username": None, "password_set": True}}
     assert [d["device_id"] for d in doc["devices"]] == [person["device_id"]]
     assert doc["devices"][0]["extension_version"] == "1.0.0" and doc["devices"][0]["last_ip"] == "127.0.0.1"
     [link] = doc["links"]
@@ -101,6 +107,7 @@ def test_export_holds_everything_and_no_secret_and_erase_leaves_nothing(service_
                                 "premium": [], "read_at": link["linkedin"]["read_at"], "member_check": "match",
                                 "member_seen": None}
     assert person["public_identifier"] == "linkedin-name-gdpr-u1-7700101" and link["linkedin"]["read_at"]
+    assert link["location"] == {"country": None, "source": "proxy"}  # the integrator's proxy, set after pairing
     assert [i["kind"] for i in link["incidents"]] == ["connect", "reconnect"]
     assert link["incidents"][0]["outcome"] == "connected" and link["incidents"][1]["attempts"] == 5
     assert link["incidents"][1]["closed_at"] is None  # still open: it waits for the user

@@ -16,11 +16,16 @@ def connect_one(svc, sim, user_id: str, plain_id: str, li_at: str, outcomes: lis
     assert svc.sync(token, li_at=li_at, plain_id=plain_id).status_code == 200
     assert settled(svc, user_id, plain_id) == "connected"
     account_id = svc.accounts(user_id)[0]["unipile_account_id"]
+    point_webhooks(svc, sim)
+    return token, account_id
+
+
+def point_webhooks(svc, sim) -> None:
+    """The simulator's status webhooks go to the service, with its secret header."""
     sim_post(sim, "/_sim/config", json={
         "webhook_url": f"{svc.url}/v1/webhooks/unipile/account-status",
         "webhook_header": svc.settings.webhook_header, "webhook_secret": svc.settings.webhook_secret,
     }).raise_for_status()
-    return token, account_id
 
 
 def fire(sim, account_id: str, message: str = "CREDENTIALS") -> dict:

@@ -35,7 +35,8 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 listener, e.g. [::1]
+        return f"http://{host}:{self.port}"
 
     def start(self) -> "ServerThread":
         self.thread.start()

@@ -72,18 +72,19 @@ class Service:
         return asyncio.run(run())
 
 
-def start_service(settings: Settings, port: int | None = None) -> Service:
+def start_service(settings: Settings, port: int | None = None, host: str = "127.0.0.1") -> Service:
     from cookiesync.app import create_app
     from cookiesync.domain.integrator.services import create_api_key
     from cookiesync.db.engine import migrate
     from cookiesync.settings import ensure_local_secrets
 
     port = port or free_port()
-    settings = msgspec.structs.replace(settings, port=port, public_url=f"http://127.0.0.1:{port}")
+    url_host = f"[{host}]" if ":" in host else host
+    settings = msgspec.structs.replace(settings, port=port, public_url=f"http://{url_host}:{port}")
     settings = ensure_local_secrets(settings, say=lambda m: None)
     migrate(settings.database)
     key = asyncio.run(create_api_key(settings, "tests"))
-    server = ServerThread(create_app(settings), port=port, settings=settings).start()
+    server = ServerThread(create_app(settings), port=port, host=host, settings=settings).start()
     return Service(settings, server, key)
 
 

@@ -68,6 +68,14 @@ users = sa.Table(
     sa.Column("display_name", sa.String(200)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # the integrator's location for the user's sessions (domain/location; migration 0013)
+    sa.Column("country", sa.String(2)),
+    sa.Column("proxy_protocol", sa.String(10)),
+    sa.Column("proxy_host", sa.String(255)),
+    sa.Column("proxy_port", sa.Integer),
+    sa.Column("proxy_username", sa.String(255)),
+    sa.Column("proxy_password_ciphertext", sa.LargeBinary),  # AES-GCM, like the cookies (security.py)
+    sa.Column("proxy_key_id", sa.String(40)),
 )
 
 api_keys = sa.Table(
@@ -143,6 +151,12 @@ links = sa.Table(
     sa.Column("profile_read_at", UTCDateTime),
     sa.Column("member_check", sa.String(20)),          # match | mismatch | unverified; NULL: not yet
     sa.Column("member_seen", sa.String(40)),           # the member /users/me named, when not plain_id
+    # where Unipile places the session (domain/location/policy.py; migration 0013)
+    sa.Column("country", sa.String(2)),
+    sa.Column("country_source", sa.String(20)),         # geoip | integrator | proxy
+    sa.Column("country_candidate", sa.String(2)),       # another country the latest syncs came from
+    sa.Column("country_candidate_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("country_candidate_since", UTCDateTime),
     sa.UniqueConstraint("user_id", "plain_id"),
 )
 

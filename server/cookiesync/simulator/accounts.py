@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import time
 
 from litestar import Request, Response, delete, get, post
 
+from cookiesync.domain.location.countries import is_alpha2
 from cookiesync.simulator.inputs import account_of, check_fields, cut_page, json_object, pop_or_404, read_cursor, \
     sim_of, want
 from cookiesync.simulator.responses import BadRequest, err, jresp
@@ -47,7 +47,7 @@ def validate_auth_body(body: dict, reconnect: bool) -> Credentials:
     for name in ("premium_token", "user_agent", "recruiter_contract_id"):
         want(body, name, str)
     country = want(body, "country", str)
-    if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
+    if country is not None and not is_alpha2(country.upper()):  # an assigned code ("ZZ" is none)
         raise BadRequest("invalid_parameters", "country must be an ISO 3166-1 alpha-2 code.")
     ip = want(body, "ip", str)
     if ip is not None:
@@ -59,9 +59,12 @@ def validate_auth_body(body: dict, reconnect: bool) -> Credentials:
     if proxy is not None:
         if set(proxy) - {"protocol", "host", "port", "username", "password"}:
             raise BadRequest("invalid_parameters", "proxy has unknown fields.")
-        if not isinstance(proxy.get("host"), str) or not isinstance(proxy.get("port"), int) \
-                or not 0 < proxy["port"] < 65536:
+        port = proxy.get("port")
+        if not isinstance(proxy.get("host"), str) or not proxy["host"] or not isinstance(port, int) \
+                or isinstance(port, bool) or not 0 < port < 65536:
             raise BadRequest("invalid_parameters", "proxy needs host and port.")
+        if any(name in proxy and not isinstance(proxy[name], str) for name in ("username", "password")):
+            raise BadRequest("invalid_parameters", "proxy.username and proxy.password are strings.")
         if proxy.get("protocol", "https") not in ("https", "http", "socks5"):
             raise BadRequest("invalid_parameters", "proxy.protocol must be https, http or socks5.")
     features = want(body, "disabled_features", list)

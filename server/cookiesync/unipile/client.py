@@ -94,7 +94,9 @@ class CookieCredentials(msgspec.Struct, frozen=True):
     li_at: str
     li_a: str | None
     user_agent: str
-    ip: str | None = None
+    # where Unipile places the session: {"country": "FR"} or {"proxy": {...}} or nothing
+    # (domain/location/policy.body); never the client's address
+    location: dict = msgspec.field(default_factory=dict)
 
 
 class AuthResult(msgspec.Struct, frozen=True):
@@ -225,8 +227,7 @@ class UnipileClient:
         body: dict[str, Any] = {"provider": "LINKEDIN", "access_token": creds.li_at, "user_agent": creds.user_agent}
         if creds.li_a:
             body["premium_token"] = creds.li_a
-        if creds.ip:
-            body["ip"] = creds.ip
+        body.update(creds.location)
         return body
 
     async def connect(self, creds: CookieCredentials) -> AuthResult:

@@ -46,8 +46,7 @@ class IntegratorController(Controller):
 
     @put("/{user_id:str}", summary="Create or update a user")
     async def upsert_user(self, user_id: UserId, data: UserIn, rt: RT, actor: Actor) -> UserOut:
-        return await services.upsert_user(rt, user_id, email=data.email, display_name=data.display_name,
-                                          actor=actor)
+        return await services.upsert_user(rt, user_id, data, actor)
 
     @post("/{user_id:str}/pairing-codes", status_code=HTTP_201_CREATED, summary="Mint a one-time pairing code")
     async def pairing_code(self, user_id: UserId, rt: RT, actor: Actor) -> PairingCodeOut:

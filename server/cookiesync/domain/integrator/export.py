@@ -3,8 +3,8 @@ user's right of access.
 
 It reads column by column, naming each one it hands out, so a column added later stays out
 until someone decides it belongs here. It never hands out a secret or what stands for one:
-the cookie's ciphertext, key id and fingerprint, a device token's hash, a pairing code's hash,
-an email's stored bodies (their reconnect link is a live credential once signed), a
+the cookie's ciphertext, key id and fingerprint, the proxy password (only whether one is set),
+a device token's hash, a pairing code's hash, an email's stored bodies (their reconnect link is a live credential once signed), a
 notification's payload signature. The user's history rows are what the service wrote about
 them, and no secret is ever written there (the logging and event standards), so their data
 goes out as stored.
@@ -22,8 +22,8 @@ from cookiesync.db.engine import reader
 from cookiesync.db.schema import devices, events, incidents, links, notifications, outbox, pairing_codes, users, \
     utcnow
 from cookiesync.domain.integrator.schemas import ExportDevice, ExportEmail, ExportEvent, ExportIncident, \
-    ExportLink, ExportNotification, ExportPairingCode, UserExport, UserOut
-from cookiesync.domain.integrator.services import linkedin_of
+    ExportLink, ExportNotification, ExportPairingCode, UserExport
+from cookiesync.domain.integrator.services import linkedin_of, location_out, user_out
 from cookiesync.domain.reconnect.services import add_event
 from cookiesync.runtime import Runtime
 
@@ -38,6 +38,8 @@ _LINK = (links.c.id, links.c.plain_id, links.c.state, links.c.auto_connect, link
 # profile_due_at and profile_failures, which are the service's own bookkeeping
 _PROFILE = (links.c.linkedin_name, links.c.linkedin_public_id, links.c.linkedin_premium, links.c.profile_read_at,
             links.c.member_check, links.c.member_seen)
+# the location (migration 0013), handed out as `location`; not the policy's streak bookkeeping
+_LOCATION = (links.c.country, links.c.country_source)
 _INCIDENT = (incidents.c.id, incidents.c.link_id, incidents.c.kind, incidents.c.opened_at, incidents.c.closed_at,
              incidents.c.outcome, incidents.c.attempts)
 _EMAIL = (outbox.c.id, outbox.c.kind, outbox.c.link_id, outbox.c.to_addr, outbox.c.subject, outbox.c.status,
@@ -77,7 +79,7 @@ async def _read(rt: Runtime, user_id: str) -> UserExport | None:
         async def rows(cols, table, where, order):
             return (await conn.execute(sa.select(*cols).where(where).order_by(order))).all()
 
-        link_rows = await rows(_LINK + _PROFILE, links, links.c.user_id == user_id, links.c.id)
+        link_rows = await rows(_LINK + _PROFILE + _LOCATION, links, links.c.user_id == user_id, links.c.id)
         link_ids = [r.id for r in link_rows]
         incident_rows = (await rows(_INCIDENT, incidents, incidents.c.link_id.in_(link_ids), incidents.c.id)
                          if link_ids else [])
@@ -87,10 +89,11 @@ async def _read(rt: Runtime, user_id: str) -> UserExport | None:
             by_link[r.link_id].append(ExportIncident(r.id, r.kind, r.opened_at, r.closed_at, r.outcome, r.attempts))
         return UserExport(
             exported_at=utcnow(),
-            user=UserOut(user.user_id, user.email, user.display_name, user.created_at, user.updated_at),
+            user=user_out(user),
             devices=[ExportDevice(*r) for r in await rows(_DEVICE, devices, devices.c.user_id == user_id,
                                                           devices.c.created_at)],
-            links=[ExportLink(*r[:len(_LINK)], linkedin=linkedin_of(r), incidents=by_link[r.id]) for r in link_rows],
+            links=[ExportLink(*r[:len(_LINK)], linkedin=linkedin_of(r), location=location_out(r),
+                              incidents=by_link[r.id]) for r in link_rows],
             emails=[ExportEmail(*r) for r in await rows(_EMAIL, outbox, outbox.c.user_id == user_id, outbox.c.id)],
             notifications=[ExportNotification(r.id, r.event_type, r.link_id, _payload(r.payload), r.status,
                                               r.created_at, r.delivered_at)

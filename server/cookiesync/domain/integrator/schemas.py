@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -14,9 +14,38 @@ EmailAddr = Annotated[str, msgspec.Meta(max_length=320, pattern=f"^{_ADDR_PART}@
                                         description=f"an email address ({TEXT_RULE})")]
 
 
+Country = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z", description=(
+    "ISO 3166-1 alpha-2 country code, upper case (`FR`)"))]
+HOST_PATTERN = r"^[A-Za-z0-9.:\[\]-]{1,255}\Z"  # a DNS name, an IPv4 or a [bracketed] IPv6 address
+
+
+class ProxyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The integrator's own proxy for the user's sessions, as Unipile's connect takes it."""
+    host: Annotated[str, msgspec.Meta(pattern=HOST_PATTERN, description="host name or address")]
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    protocol: Literal["https", "http", "socks5"] | None = None
+    username: Annotated[str, text(255)] | None = None
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, description=(
+        "kept encrypted; never shown again (responses say `password_set`)"))] | None = None
+
+
+class ProxyOut(msgspec.Struct):
+    host: str
+    port: int
+    protocol: str | None
+    username: str | None
+    password_set: bool
+
+
 class UserIn(msgspec.Struct, forbid_unknown_fields=True):
     email: EmailAddr | None = None
     display_name: Annotated[str, text(200)] | None = None
+    country: Annotated[Country | None, msgspec.Meta(description=(
+        "where Unipile places the user's LinkedIn sessions, instead of the country of their sync "
+        "addresses; null removes it, absent keeps it"))] | msgspec.UnsetType = msgspec.UNSET
+    proxy: Annotated[ProxyIn | None, msgspec.Meta(description=(
+        "the integrator's own proxy for the user's sessions (wins over `country`); null removes it, "
+        "absent keeps it"))] | msgspec.UnsetType = msgspec.UNSET
 
 
 class UserOut(msgspec.Struct):
@@ -25,6 +54,8 @@ class UserOut(msgspec.Struct):
     display_name: str | None
     created_at: datetime
     updated_at: datetime
+    country: str | None
+    proxy: Annotated[ProxyOut | None, msgspec.Meta(description="the user's proxy, its password never shown")]
 
 
 class PairingCodeOut(msgspec.Struct):
@@ -53,6 +84,14 @@ class LinkedInOut(msgspec.Struct):
         "the member number Unipile named when it is not `plain_id`"))]
 
 
+class LocationOut(msgspec.Struct):
+    """Where Unipile places the account's session: what every connect and reconnect sends."""
+    country: Annotated[str | None, msgspec.Meta(description=(
+        "ISO 3166-1 alpha-2; null: not known yet (the operator's default country, if any, is sent)"))]
+    source: Annotated[str | None, msgspec.Meta(description=(
+        "`geoip` (the sync addresses), `integrator` (the user's country), `proxy` (the user's proxy)"))]
+
+
 class AccountOut(msgspec.Struct):
     plain_id: str
     status: str
@@ -65,6 +104,7 @@ class AccountOut(msgspec.Struct):
     next_attempt_at: datetime | None
     created_at: datetime
     linkedin: LinkedInOut
+    location: LocationOut
 
 
 class AccountsOut(msgspec.Struct):
@@ -115,6 +155,7 @@ class ExportLink(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     linkedin: LinkedInOut
+    location: LocationOut
     incidents: list[ExportIncident]
 
 

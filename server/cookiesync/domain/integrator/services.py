@@ -11,18 +11,23 @@ import logging
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+import msgspec
 import sqlalchemy as sa
+from litestar.exceptions import ValidationException
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cookiesync.db.engine import make_engine, reader
 from cookiesync.db.schema import api_keys, devices, events, incidents, insert_missing, links, notifications, outbox, \
     pairing_codes, users, utcnow
-from cookiesync.domain.integrator.schemas import AccountOut, AccountsOut, EraseOut, LinkedInOut, PairingCodeOut, \
+from cookiesync.domain.integrator.schemas import AccountOut, AccountsOut, EraseOut, LinkedInOut, LocationOut, \
+    PairingCodeOut, ProxyIn, ProxyOut, UserIn, \
     UserOut
+from cookiesync.domain.location import services as location
+from cookiesync.domain.location.countries import is_alpha2
 from cookiesync.domain.reconnect.services import add_event
 from cookiesync.domain.sync.services import forget_user
 from cookiesync.runtime import Runtime
-from cookiesync.security import hash_token, new_pairing_code, new_token, normalize_pairing_code
+from cookiesync.security import encrypt_proxy_password, hash_token, new_pairing_code, new_token, normalize_pairing_code
 from cookiesync.settings import Settings
 from cookiesync.unipile.client import UnipileError
 
@@ -93,23 +98,57 @@ async def _user_row(conn: AsyncConnection, user_id: str):
     return row
 
 
-async def upsert_user(rt: Runtime, user_id: str, *, email: str | None, display_name: str | None,
-                      actor: str) -> UserOut:
+async def upsert_user(rt: Runtime, user_id: str, data: UserIn, actor: str) -> UserOut:
+    """Creates or replaces the user's fields. Its location (`country`, `proxy`) changes only when
+    the body names it (null removes it); the change goes onto every link of the user, in the
+    same transaction, before any connect can send it."""
     now = utcnow()
+    country, proxy = data.country, data.proxy
+    if isinstance(country, str) and not is_alpha2(country):
+        raise ValidationException(detail=f"country: {country!r} is not an assigned ISO 3166-1 alpha-2 code")
+    values: dict = {"email": data.email, "display_name": data.display_name, "updated_at": now}
+    if country is not msgspec.UNSET:
+        values["country"] = country
+    if proxy is not msgspec.UNSET:
+        values.update(proxy_values(rt, user_id, proxy))
     async with rt.engine.begin() as conn:
         row = (await conn.execute(sa.select(users).where(users.c.user_id == user_id))).first()
         if row is None:
-            await conn.execute(users.insert().values(user_id=user_id, email=email, display_name=display_name,
-                                                     created_at=now, updated_at=now))
+            await conn.execute(users.insert().values(user_id=user_id, created_at=now, **values))
             kind = "user_created"
         else:
-            await conn.execute(users.update().where(users.c.user_id == user_id)
-                               .values(email=email, display_name=display_name, updated_at=now))
+            await conn.execute(users.update().where(users.c.user_id == user_id).values(**values))
             kind = "user_updated"
-        await add_event(conn, user_id=user_id, link_id=None, kind=kind, actor=actor, at=now,
-                        data={"email_set": email is not None})
+        data_out = {"email_set": data.email is not None}
+        if country is not msgspec.UNSET or proxy is not msgspec.UNSET:
+            new = (await conn.execute(sa.select(users.c.country, users.c.proxy_host)
+                                      .where(users.c.user_id == user_id))).one()
+            data_out.update(country=new.country, proxy_set=new.proxy_host is not None)
+            await location.override(conn, rt.locator, user_id, new.country, new.proxy_host is not None, now, actor)
+        await add_event(conn, user_id=user_id, link_id=None, kind=kind, actor=actor, at=now, data=data_out)
         row = (await conn.execute(sa.select(users).where(users.c.user_id == user_id))).one()
-    return UserOut(row.user_id, row.email, row.display_name, row.created_at, row.updated_at)
+    return user_out(row)
+
+
+def proxy_values(rt: Runtime, user_id: str, proxy: ProxyIn | None) -> dict:
+    """The user's proxy columns; the password only as ciphertext (security.encrypt_proxy_password)."""
+    if proxy is None:
+        return dict(proxy_protocol=None, proxy_host=None, proxy_port=None, proxy_username=None,
+                    proxy_password_ciphertext=None, proxy_key_id=None)
+    kid = blob = None
+    if proxy.password is not None:
+        kid, blob = encrypt_proxy_password(rt.keyring, proxy.password, user_id)
+    return dict(proxy_protocol=proxy.protocol, proxy_host=proxy.host, proxy_port=proxy.port,
+                proxy_username=proxy.username, proxy_password_ciphertext=blob, proxy_key_id=kid)
+
+
+def user_out(row) -> UserOut:
+    """A user row as the API shows it: the proxy without its password (only whether one is set)."""
+    proxy = None if row.proxy_host is None else ProxyOut(
+        host=row.proxy_host, port=row.proxy_port, protocol=row.proxy_protocol, username=row.proxy_username,
+        password_set=row.proxy_password_ciphertext is not None)
+    return UserOut(row.user_id, row.email, row.display_name, row.created_at, row.updated_at,
+                   country=row.country, proxy=proxy)
 
 
 async def mint_pairing_code(conn: AsyncConnection, user_id: str, ttl_s: float, now: datetime) -> PairingCodeOut:
@@ -154,7 +193,12 @@ async def list_accounts(rt: Runtime, user_id: str) -> AccountsOut:
         plain_id=r.plain_id, status=r.state, unipile_account_id=r.unipile_account_id,
         date_last_cookie=r.date_last_cookie, auto_connect=r.auto_connect, hold_reason=r.hold_reason,
         last_error=r.last_error, checkpoint_type=r.checkpoint_type, next_attempt_at=r.next_attempt_at,
-        created_at=r.created_at, linkedin=linkedin_of(r)) for r in rows])
+        created_at=r.created_at, linkedin=linkedin_of(r), location=location_out(r)) for r in rows])
+
+
+def location_out(r) -> LocationOut:
+    """A link row's location columns (migration 0013) as the API shows them."""
+    return LocationOut(country=r.country, source=r.country_source)
 
 
 def linkedin_of(r) -> LinkedInOut:

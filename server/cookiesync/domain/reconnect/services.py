@@ -414,9 +414,12 @@ class AttemptRunner(KickedLoop):
         if row.cookie_ciphertext is not None:
             try:
                 bundle = decrypt_cookies(rt.keyring, row.cookie_key_id, row.cookie_ciphertext, row.user_id, row.plain_id)
-                creds = CookieCredentials(bundle.li_at, bundle.li_a, bundle.user_agent, row.client_ip)
             except DecryptError as exc:
                 log.error("link %s: stored cookie cannot be decrypted (%s)", link_id, exc)
+            else:
+                # the link's location, brought up to date and written before it is sent
+                location = await rt.locator.for_attempt(rt.engine, rt.keyring, row, claimed_at)
+                creds = CookieCredentials(bundle.li_at, bundle.li_a, bundle.user_agent, location)
         if creds is None:
             result = AuthResult(outcome="failed", http_status=None, duration_ms=0, failure=policy.Failure.NEEDS_USER,
                                 error_type="no_usable_cookie", error_title="no usable cookie on record")

@@ -101,6 +101,8 @@ class LinkSummary(msgspec.Struct):
     profile_read_at: datetime | None = None
     member_check: str | None = None     # match | mismatch | unverified
     member_seen: str | None = None      # the member Unipile named, when not plain_id
+    country: str | None = None          # where Unipile places the session (ISO alpha-2)
+    country_source: str | None = None   # geoip | integrator | proxy
 
 
 class LinkPage(msgspec.Struct):

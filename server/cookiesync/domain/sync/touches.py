@@ -1,4 +1,5 @@
-"""Last-seen times, written in groups: the only writes of an unchanged sync."""
+"""Last-seen times, written in groups: the only writes of an unchanged sync (with the location
+policy's observations of the sync addresses, domain/location)."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cookiesync.background import KickedLoop
 from cookiesync.db.schema import devices, events, links, utcnow
+from cookiesync.domain.location.services import Locator
 
 log = logging.getLogger("cookiesync.sync")
 
@@ -21,9 +23,11 @@ class Toucher(KickedLoop):
     failure_message = "flushing last-seen times failed"
     logger = log
 
-    def __init__(self, engine: AsyncEngine, repeat_window_s: float = 3600.0, flush_s: float = 1.0) -> None:
+    def __init__(self, engine: AsyncEngine, repeat_window_s: float = 3600.0, flush_s: float = 1.0,
+                 locator: Locator | None = None) -> None:
         super().__init__()
         self.engine = engine
+        self.locator = locator  # None: no location observations (tests of the touches alone)
         self.flush_s = flush_s
         self.gather_s = flush_s  # the touches of the next flush_s go into one write
         self.repeat_window = timedelta(seconds=repeat_window_s)
@@ -82,6 +86,10 @@ class Toucher(KickedLoop):
                     # in id order, as every batch that updates several links locks them (no deadlock)
                     [{"b_id": k, "b_at": at, "b_ip": ip} for k, (at, ip) in sorted(link_items.items())],
                 )
+                if self.locator is not None:
+                    # each link's newest address in this flush counts as one observation: a link
+                    # synced many times within flush_s is one sync here
+                    await self.locator.observe(conn, link_items)
             if device_items:
                 await conn.execute(
                     devices.update().where(devices.c.id == sa.bindparam("b_id"))

@@ -78,7 +78,8 @@ def _summary(rt, r: Any, now: datetime) -> S.LinkSummary:
         next_attempt_at=r.next_attempt_at, last_attempt_at=r.last_attempt_at, last_error=r.last_error,
         checkpoint_type=r.checkpoint_type, created_at=r.created_at, updated_at=r.updated_at,
         linkedin_name=r.linkedin_name, linkedin_public_id=r.linkedin_public_id, linkedin_premium=r.linkedin_premium,
-        profile_read_at=r.profile_read_at, member_check=r.member_check, member_seen=r.member_seen)
+        profile_read_at=r.profile_read_at, member_check=r.member_check, member_seen=r.member_seen,
+        country=r.country, country_source=r.country_source)
 
 
 # what a list row needs, never the cookie columns
@@ -87,7 +88,8 @@ _LIST_COLUMNS = [links.c.id, links.c.user_id, links.c.plain_id, links.c.state, l
                  links.c.incident_started_at, links.c.attempts_in_incident, links.c.next_attempt_at,
                  links.c.last_attempt_at, links.c.last_error, links.c.checkpoint_type, links.c.created_at,
                  links.c.updated_at, links.c.linkedin_name, links.c.linkedin_public_id, links.c.linkedin_premium,
-                 links.c.profile_read_at, links.c.member_check, links.c.member_seen]
+                 links.c.profile_read_at, links.c.member_check, links.c.member_seen, links.c.country,
+                 links.c.country_source]
 _WITH_EMAIL = links.outerjoin(users, users.c.user_id == links.c.user_id)
 _BY_CHANGE = Keyset.by_time_and_id(links.c.updated_at, links.c.id)   # index ix_links_updated_at_id
 _NEWEST_EVENTS = Keyset.by_id(events.c.id)

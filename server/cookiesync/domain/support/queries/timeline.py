@@ -89,6 +89,10 @@ def describe(kind: str, data: dict, actor: str | None) -> tuple[str, str]:
         return (f"Unipile account {d.get('unipile_account_id')} "
                 + ("deleted" if d.get("deleted") else f"NOT deleted ({d.get('error')})")
                 + f" · {d.get('reason')}"), "warn" if d.get("deleted") else "bad"
+    if kind == "location_changed":
+        return (f"location {d.get('from_country') or '—'} ({d.get('from_source') or 'none'}) → "
+                f"{d.get('country') or '—'} ({d.get('source') or 'none'}) · trigger {d.get('trigger')}"
+                + (f" · {note}" if note else "")), "info"
     if kind == "account_restart":
         return f"asked Unipile to restart the account: {d.get('outcome')}", "info"
     return f"{kind.replace('_', ' ')}{arrow}" + (f" · {note}" if note else ""), "info"
