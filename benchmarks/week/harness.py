@@ -103,8 +103,11 @@ class Arm:
         self.sim_url = f"http://127.0.0.1:{self.sim_port}"
         self.sim_key, self.sim_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         self.secret = secrets.token_urlsafe(16)
-        self.links = [LinkState(ip=(f"2001:db8:{i // 250:x}::{i % 250 + 1:x}" if week.ipv6[i]
-                                    else f"203.0.{113 + i // 250}.{i % 250 + 1}")) for i in range(week.links)]
+        # public addresses of one French ISP's blocks (the registries place both in FR), so that the
+        # service's location lookup has a country to find, as it would for a real home network;
+        # never contacted: they only travel in X-Forwarded-For
+        self.links = [LinkState(ip=(f"2a01:e0a:{i // 250:x}::{i % 250 + 1:x}" if week.ipv6[i]
+                                    else f"81.56.{i // 250}.{i % 250 + 1}")) for i in range(week.links)]
         self.samples = [bytearray() for _ in range(week.links)]
         self.emails: list[tuple[float, int]] = []
         self.causes: list[tuple[float, int | None, str]] = []
