@@ -10,6 +10,11 @@ export const BADGE_COLORS = Object.freeze({ bad: '#b3261e', warn: '#9a5b00' });
 export const SIGNED_OUT_MESSAGE = 'You signed out of LinkedIn in this browser: sign in to LinkedIn again in this browser, '
   + 'and we reconnect you automatically.';
 const RECONNECT = 'Reconnect LinkedIn';
+// The states in which only the user can reconnect: what happened, and what the button does.
+const NEEDS_YOU = Object.freeze({
+  needs_user: { what: 'LinkedIn disconnected your account and it could not be reconnected automatically', withButton: 'reconnect it below.' },
+  checkpoint: { what: 'LinkedIn asks you to confirm it is you before your account can be connected', withButton: 'continue below.' },
+});
 
 /**
  * status: the stored status (lib/state.js). Returns
@@ -22,25 +27,12 @@ export function attention(status) {
   if (status.signedOut) {
     return { badge: { text: '!', color: BADGE_COLORS.warn }, tone: 'warn', message: SIGNED_OUT_MESSAGE, button: null };
   }
+  const needs = NEEDS_YOU[status.linkStatus];
+  if (needs) {
+    const next = button ? needs.withButton : 'check your email.';
+    return { badge: { text: '!', color: BADGE_COLORS.bad }, tone: 'bad', message: `${needs.what}: ${next}`, button };
+  }
   switch (status.linkStatus) {
-    case 'needs_user':
-      return {
-        badge: { text: '!', color: BADGE_COLORS.bad },
-        tone: 'bad',
-        message: button
-          ? 'LinkedIn disconnected your account and it could not be reconnected automatically: reconnect it below.'
-          : 'LinkedIn disconnected your account and it could not be reconnected automatically: check your email.',
-        button,
-      };
-    case 'checkpoint':
-      return {
-        badge: { text: '!', color: BADGE_COLORS.bad },
-        tone: 'bad',
-        message: button
-          ? 'LinkedIn asks you to confirm it is you before your account can be connected: continue below.'
-          : 'LinkedIn asks you to confirm it is you before your account can be connected: check your email.',
-        button,
-      };
     case 'reconnecting':
       return { badge: null, tone: 'info', message: 'Your LinkedIn account is being reconnected; nothing to do.', button: null };
     case 'pending':
