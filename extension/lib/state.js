@@ -237,6 +237,9 @@ export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = nul
 export function headline(status) {
   if (!status || status.phase === 'unpaired') return { tone: 'idle', text: 'Not paired' };
   if (status.phase === 'pair_again') return { tone: 'bad', text: 'Pair again' };
+  if (status.signedOut) return { tone: 'warn', text: 'Signed out of LinkedIn' };
+  // synced, but only the user can reconnect: not a green "synced" (lib/attention.js says what to do)
+  if (['needs_user', 'checkpoint'].includes(status.linkStatus) && !status.lastError) return { tone: 'bad', text: 'Needs you' };
   if (status.lastError && LOCAL_KINDS.has(status.lastError.code)) return { tone: 'warn', text: 'Paired — nothing sent' };
   if (status.lastError) return { tone: 'warn', text: 'Paired — last sync failed' };
   if (status.lastSyncAt) return { tone: 'good', text: 'Paired and synced' };

@@ -144,6 +144,9 @@ test('headlines', () => {
   assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, lastError: { code: 'network' } }), { tone: 'warn', text: 'Paired — last sync failed' });
   assert.deepEqual(headline({ ...paired(), lastError: { code: 'not_logged_in' } }), { tone: 'warn', text: 'Paired — nothing sent' });
   assert.equal(headline(undefined).text, 'Not paired');
+  assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, linkStatus: 'needs_user' }), { tone: 'bad', text: 'Needs you' });
+  assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, linkStatus: 'checkpoint' }), { tone: 'bad', text: 'Needs you' });
+  assert.deepEqual(headline({ ...paired(), lastError: { code: 'not_logged_in' }, signedOut: true }), { tone: 'warn', text: 'Signed out of LinkedIn' });
 });
 
 test('messages are plain words and name the server', () => {
