@@ -125,7 +125,11 @@ def test_pair_connect_cookie_change_member_switch_and_unpair(launch, backend, fa
     assert page.text_content("#link-status") in ("being connected", "connected")  # as the last answer said
     # "Sync now": the service now answers with the connected link and its Unipile account.
     page.click("#sync-now")
-    page.wait_for_selector("#link-status:text-is('connected')")
+    try:
+        page.wait_for_selector("#link-status:text-is('connected')", timeout=8000)
+    except Exception:
+        raise AssertionError((page.text_content("#link-status"), browser.storage("status"),
+                              [line for line in browser.console if "[cookiesync]" in line]))
     assert page.is_hidden("#error-box")
     assert "never" not in page.text_content("#last-sync")
     assert browser.storage("status")["unipileAccountId"] == account_a["id"]
