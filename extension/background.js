@@ -12,6 +12,8 @@ import {
 } from './lib/state.js';
 import { normalizeBackendUrl, originPattern, parsePairResponse } from './lib/backend.js';
 import { decideExternal, pairAnswer, statusAnswer } from './lib/external.js';
+import { memberRead, remember, sha256Hex } from './lib/identity.js';
+import { badgeOf, followUpDelayMs, signOutReport } from './lib/attention.js';
 import { CONFIG } from './config.js';
 import { ext as chrome } from './platform.js';
 
@@ -42,6 +44,14 @@ async function load() {
 
 async function saveStatus(status) {
   await chrome.storage.local.set({ status });
+  await showBadge(status);
+}
+
+/** The icon's badge follows the stored status (lib/attention.js): it clears when the link is well again. */
+async function showBadge(status) {
+  const badge = badgeOf(status);
+  await chrome.action.setBadgeText({ text: badge.text });
+  if (badge.color) await chrome.action.setBadgeBackgroundColor({ color: badge.color });
 }
 
 async function applyAlarm(alarm) {
@@ -101,6 +111,7 @@ let queue = Promise.resolve();
 function syncNow(reason = 'manual') {
   const run = queue.then(() => doSync(reason));
   queue = run.catch(() => {});
+  run.then(planFollowUp, () => {});
   return run;
 }
 
@@ -141,14 +152,24 @@ async function doSync(reason) {
   };
 
   const [liAt, liA] = await Promise.all([readCookie('li_at'), readCookie('li_a')]);
+  const { memberMemo = null, signOutReported = null } = await chrome.storage.local.get(['memberMemo', 'signOutReported']);
   if (!liAt) {
     log(`sync (${reason}): no li_at cookie, not signed in to LinkedIn; nothing sent`);
-    return finish({ kind: 'not_logged_in' });
+    await reportSignedOut(device, memberMemo, signOutReported);
+    return finish({ kind: 'not_logged_in', signedOut: Boolean(memberMemo?.plainId) });
   }
-  const identity = await readPlainId();
+  // The member id is read from linkedin.com only when li_at is not the one it was read with
+  // (or once a day): a quiet heartbeat costs LinkedIn nothing (lib/identity.js).
+  const liAtSha256 = await sha256Hex(liAt);
+  const known = memberRead(memberMemo, liAtSha256, now);
+  let identity = known.read ? await readPlainId() : { plainId: known.plainId };
   if (!identity.plainId) {
     log(`sync (${reason}): ${identity.kind}${identity.detail ? ` (${identity.detail})` : ''}; nothing sent`);
     return finish(identity);
+  }
+  if (known.read) {
+    log(`sync (${reason}): member id read from linkedin.com (${known.why})`);
+    await chrome.storage.local.set({ memberMemo: remember(liAtSha256, identity.plainId, now) });
   }
 
   let payload;
@@ -182,6 +203,50 @@ async function doSync(reason) {
   const outcome = { ...classifySyncResponse(response), plainId: payload.plain_id };
   log(`sync (${reason}): HTTP ${response.status} → ${outcome.kind}`);
   return finish(outcome);
+}
+
+/**
+ * li_at is gone: tell the sync server, once per cookie, which member's cookie (its SHA-256,
+ * never its value) died here. Best effort: a failure is tried again at the next sync.
+ */
+async function reportSignedOut(device, memo, reported) {
+  const body = signOutReport(memo, reported, VERSION);
+  if (!body) return;
+  try {
+    const res = await fetch(`${device.baseUrl}/v1/extension/signed-out`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${device.token}` },
+      body: JSON.stringify(body),
+      credentials: 'omit',
+      cache: 'no-store',
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
+    // 404: the server has no link for that member (never synced): nothing to tell again
+    if (res.ok || res.status === 404) await chrome.storage.local.set({ signOutReported: body.li_at_sha256 });
+    log(`signed out of LinkedIn: reported for member ${body.plain_id} (HTTP ${res.status})`);
+  } catch (err) {
+    log(`signed out of LinkedIn: the report did not reach the server (${String(err?.message ?? err)})`);
+  }
+}
+
+// After a sync that found the link still being connected, a few short follow-ups (lib/attention.js),
+// so the popup learns `connected` within seconds rather than at the next heartbeat.
+let followUpTimer = null;
+let followUps = 0;
+
+function planFollowUp(result) {
+  clearTimeout(followUpTimer);
+  followUpTimer = null;
+  if (result.reason !== 'follow-up') followUps = 0;
+  load().then(({ status }) => {
+    const delay = result.ok ? followUpDelayMs(status, followUps) : null;
+    if (delay === null) return;
+    followUps += 1;
+    followUpTimer = setTimeout(() => {
+      followUpTimer = null;
+      syncNow('follow-up').catch((err) => log('follow-up sync failed:', String(err)));
+    }, delay);
+  }).catch(() => {});
 }
 
 // ---------------------------------------------------------------- pairing
@@ -376,6 +441,7 @@ chrome.permissions.onAdded.addListener(async ({ origins = [] }) => {
   if (startupSyncDone) return;
   await chrome.storage.session.set({ startupSyncDone: true });
   const { status, device, overrideMinutes } = await load();
+  await showBadge(status);
   if (status.phase === 'paired' && device?.token && !(await chrome.alarms.get(ALARM))) {
     const period = heartbeatMinutes(status.nextSyncInS, overrideMinutes);
     await chrome.alarms.create(ALARM, { when: Date.now() + period * 60_000, periodInMinutes: period });

@@ -24,7 +24,7 @@ async function render() {
     ['User id', st.userId ?? '—'],
     ['Paired at', st.pairedAt ? formatWhen(st.pairedAt) : '—'],
     ['LinkedIn member (plainId)', st.plainId ?? '—'],
-    ['Connection', linkStatusWords(st.linkStatus)],
+    ['Connection', linkStatusWords(st.linkStatus, st.holdReason)],
     ['Unipile account', st.unipileAccountId ?? '—'],
     ['Last successful sync', st.lastSyncAt ? `${formatWhen(st.lastSyncAt)} (${st.lastSyncReason})` : 'never'],
     ['Last attempt', st.lastAttemptAt ? `${formatWhen(st.lastAttemptAt)} (${st.lastAttemptReason})` : 'never'],

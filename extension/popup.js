@@ -4,6 +4,7 @@
 import { normalizeBackendUrl, originPattern } from './lib/backend.js';
 import { headline } from './lib/state.js';
 import { formatWhen, linkStatusWords } from './lib/format.js';
+import { attention } from './lib/attention.js';
 import { CONFIG } from './config.js';
 import { ext as chrome } from './platform.js';
 
@@ -54,10 +55,25 @@ async function render() {
 
   $('backend').textContent = st.backendUrl ?? '';
   $('plain-id').textContent = st.plainId ? `member ${st.plainId}` : 'not seen yet';
-  $('link-status').textContent = linkStatusWords(st.linkStatus) + (st.lastError && st.linkStatus ? ' (as of the last sync)' : '');
+  $('link-status').textContent = linkStatusWords(st.linkStatus, st.holdReason)
+    + (st.lastError && st.linkStatus ? ' (as of the last sync)' : '');
   $('last-sync').textContent = formatWhen(st.lastSyncAt);
+  // What happened, in one sentence, and the server's reconnect link as the button (lib/attention.js).
+  const seen = attention(st);
+  const box0 = $('attention');
+  box0.hidden = !seen;
+  box0.className = `notice ${seen?.tone ?? ''}`;
+  $('attention-text').textContent = seen?.message ?? '';
+  const reconnect = $('reconnect');
+  reconnect.hidden = !seen?.button;
+  if (seen?.button) {
+    reconnect.href = seen.button.url;
+    reconnect.textContent = seen.button.label;
+  } else {
+    reconnect.removeAttribute('href');
+  }
   const box = $('error-box');
-  box.hidden = !st.lastError;
+  box.hidden = !st.lastError || Boolean(st.signedOut); // signed out: the sentence above says it all
   $('last-error').textContent = st.lastError?.message ?? '';
   const nextTry = $('next-try');
   nextTry.hidden = !(st.lastError && st.nextAllowedAt);

@@ -33,7 +33,9 @@ const LINK_STATUS_WORDS = {
   disabled: 'disabled',
 };
 
-export function linkStatusWords(status) {
+/** The link's status in words; a held member (`holdReason`) is said to be held, not "being connected". */
+export function linkStatusWords(status, holdReason = null) {
   if (!status) return 'unknown yet';
+  if (status === 'pending' && holdReason) return 'held, not connected';
   return LINK_STATUS_WORDS[status] ?? status;
 }

@@ -35,7 +35,7 @@ export function buildSyncPayload({ liAt, liA, userAgent, plainId, version }) {
   };
 }
 
-export const SYNC_REASONS = Object.freeze(['startup', 'alarm', 'manual', 'cookie-change']);
+export const SYNC_REASONS = Object.freeze(['startup', 'alarm', 'manual', 'cookie-change', 'follow-up']);
 
 export function isSyncReason(reason) {
   return SYNC_REASONS.includes(reason);

@@ -24,6 +24,9 @@ export function initialStatus() {
     failures: 0,
     nextAllowedAt: null,
     gate: null,
+    reconnectUrl: null, // the server's reconnect link while the link needs the user (lib/attention.js)
+    holdReason: null,   // why the server holds this member back
+    signedOut: false,   // li_at is gone from this browser, after a member was synced
   };
 }
 
@@ -65,6 +68,8 @@ export function classifySyncResponse(response, now = Date.now()) {
       linkStatus: body.link_status,
       unipileAccountId: typeof body.unipile_account_id === 'string' ? body.unipile_account_id : null,
       nextSyncInS: body.next_sync_in_s,
+      reconnectUrl: httpUrl(body.reconnect_url),
+      holdReason: typeof body.hold_reason === 'string' && body.hold_reason ? body.hold_reason.slice(0, 300) : null,
     };
   }
   if (status === 401) return { kind: 'unauthorized', httpStatus: status, detail };
@@ -73,6 +78,17 @@ export function classifySyncResponse(response, now = Date.now()) {
   }
   if (status >= 500 || status === 408) return { kind: 'server_error', httpStatus: status, detail };
   return { kind: 'rejected', httpStatus: status, detail };
+}
+
+/** An http(s) URL as given, or null: the popup opens it, so nothing else (javascript:, data:) passes. */
+function httpUrl(value) {
+  if (typeof value !== 'string') return null;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
 }
 
 const LOCAL_KINDS = new Set(['not_logged_in', 'no_plain_id', 'linkedin_signed_out', 'linkedin_unreachable']);
@@ -132,7 +148,14 @@ export function syncGate(status, reason, now) {
  */
 export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = null, random = Math.random }) {
   // The member seen in the browser is worth showing even when the server did not answer.
-  const status = { ...prev, lastAttemptAt: now, lastAttemptReason: reason, plainId: outcome.plainId ?? prev.plainId };
+  // Signed out: li_at is gone (not_logged_in) after a member was synced here; any other outcome had li_at.
+  const status = {
+    ...prev,
+    lastAttemptAt: now,
+    lastAttemptReason: reason,
+    plainId: outcome.plainId ?? prev.plainId,
+    signedOut: outcome.kind === 'not_logged_in' ? Boolean(outcome.signedOut) : false,
+  };
   const period = heartbeatMinutes(outcome.kind === 'ok' ? outcome.nextSyncInS : prev.nextSyncInS, overrideMinutes);
   const error = (o) => ({
     code: o.kind,
@@ -153,6 +176,8 @@ export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = nul
           linkStatus: outcome.linkStatus,
           unipileAccountId: outcome.unipileAccountId,
           nextSyncInS: outcome.nextSyncInS,
+          reconnectUrl: outcome.reconnectUrl ?? null,
+          holdReason: outcome.holdReason ?? null,
           lastSyncAt: now,
           lastSyncReason: reason,
           lastError: null,
@@ -212,6 +237,9 @@ export function applyOutcome(prev, outcome, { now, reason, overrideMinutes = nul
 export function headline(status) {
   if (!status || status.phase === 'unpaired') return { tone: 'idle', text: 'Not paired' };
   if (status.phase === 'pair_again') return { tone: 'bad', text: 'Pair again' };
+  if (status.signedOut) return { tone: 'warn', text: 'Signed out of LinkedIn' };
+  // synced, but only the user can reconnect: not a green "synced" (lib/attention.js says what to do)
+  if (['needs_user', 'checkpoint'].includes(status.linkStatus) && !status.lastError) return { tone: 'bad', text: 'Needs you' };
   if (status.lastError && LOCAL_KINDS.has(status.lastError.code)) return { tone: 'warn', text: 'Paired — nothing sent' };
   if (status.lastError) return { tone: 'warn', text: 'Paired — last sync failed' };
   if (status.lastSyncAt) return { tone: 'good', text: 'Paired and synced' };

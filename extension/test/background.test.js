@@ -45,7 +45,7 @@ async function loadWorker({ paired = true, feed = FEED } = {}) {
   chrome.cookies.set('li_a', LI_A);
   loadCount += 1;
   await import(`../background.js?instance=${loadCount}`);
-  await new Promise((r) => setTimeout(r, 20)); // let the startup sync run
+  await new Promise((r) => setTimeout(r, 100)); // let the startup sync run
 }
 
 const okBody = { link_status: 'connected', unipile_account_id: 'acc_1', next_sync_in_s: 600 };
@@ -105,14 +105,66 @@ test('never logs a cookie value or the token', async () => {
   }
 });
 
-test('no li_at: nothing is sent, and the popup is told', async () => {
-  await loadWorker({ paired: true });
+test('no li_at: no sync is sent, the sign-out is reported once by hash, and the popup is told', async () => {
+  await loadWorker({ paired: true }); // startup: the member is read with this li_at (no answer queued)
   chrome.cookies.set('li_at', null);
+  answers.push(() => respond(200, { link_status: 'connected', recorded: true }));
   const result = await self.syncNow('manual');
   assert.equal(result.outcome, 'not_logged_in');
-  assert.equal(backendRequests().length, 1, 'only the startup attempt (which found no answer queued)');
+  const sent = backendRequests();
+  assert.equal(sent.length, 2, 'the startup attempt, then the sign-out report; no sync');
+  assert.equal(sent[1].url, `${BACKEND}/v1/extension/signed-out`);
+  assert.equal(sent[1].init.headers.Authorization, `Bearer ${TOKEN}`);
+  const { createHash } = await import('node:crypto');
+  assert.deepEqual(JSON.parse(sent[1].init.body), {
+    plain_id: '738291046', li_at_sha256: createHash('sha256').update(LI_AT).digest('hex'), extension_version: '0.1.0',
+  });
+  assert.ok(!sent[1].init.body.includes(LI_AT));
   const { status } = await chrome.storage.local.get('status');
   assert.equal(status.lastError.code, 'not_logged_in');
+  assert.equal(status.signedOut, true);
+  assert.equal(chrome.action.badge.text, '!', 'the icon says something needs the user');
+  await self.syncNow('manual');
+  assert.equal(backendRequests().length, 2, 'reported once per cookie');
+  // Signed in again: a fresh li_at is read and synced, the badge clears.
+  chrome.cookies.set('li_at', 'AQEDARsecret-li-at-fresh');
+  answers.push(() => respond(200, okBody));
+  assert.equal((await self.syncNow('manual')).outcome, 'ok');
+  assert.equal((await chrome.storage.local.get('status')).status.signedOut, false);
+  assert.equal(chrome.action.badge.text, '');
+});
+
+test('a heartbeat with an unchanged li_at does not load linkedin.com; a changed one loads it once', async () => {
+  answers.push(() => respond(200, okBody));
+  await loadWorker(); // startup: one feed load (never read before)
+  const feedLoads = () => requests.filter((r) => r.url.startsWith('https://www.linkedin.com')).length;
+  assert.equal(feedLoads(), 1);
+  for (let i = 0; i < 5; i += 1) {
+    answers.push(() => respond(200, okBody));
+    assert.equal((await self.syncNow('alarm')).outcome, 'ok');
+  }
+  assert.equal(feedLoads(), 1, 'five heartbeats, no page load');
+  assert.equal(JSON.parse(backendRequests().at(-1).init.body).plain_id, '738291046', 'the member remembered');
+  chrome.cookies.set('li_at', 'AQEDARsecret-li-at-rotated');
+  answers.push(() => respond(200, okBody));
+  await self.syncNow('cookie-change');
+  assert.equal(feedLoads(), 2);
+  assert.ok(logs.some((l) => l.includes('member id read from linkedin.com (li_at changed)')));
+});
+
+test('the badge and the stored status follow the answer: needs_user with its link, then connected clears it', async () => {
+  await loadWorker();
+  const url = `${BACKEND}/reconnect/abc.def`;
+  answers.push(() => respond(200, { link_status: 'needs_user', unipile_account_id: 'acc_1', next_sync_in_s: 900, reconnect_url: url, hold_reason: null }));
+  await self.syncNow('manual');
+  let { status } = await chrome.storage.local.get('status');
+  assert.deepEqual([status.linkStatus, status.reconnectUrl], ['needs_user', url]);
+  assert.deepEqual(chrome.action.badge, { text: '!', color: '#b3261e' });
+  answers.push(() => respond(200, okBody));
+  await self.syncNow('alarm');
+  ({ status } = await chrome.storage.local.get('status'));
+  assert.deepEqual([status.linkStatus, status.reconnectUrl], ['connected', null]);
+  assert.equal(chrome.action.badge.text, '');
 });
 
 test('no member id on the page: nothing is sent', async () => {

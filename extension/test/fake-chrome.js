@@ -33,6 +33,12 @@ export function makeChrome({ version = '0.1.0', granted = [] } = {}) {
       onMessageExternal: new Event(),
     },
     storage: { local: area(), session: area(), onChanged: new Event() },
+    action: {
+      badge: { text: '', color: null },
+      async setBadgeText({ text }) { chrome.action.badge.text = text; },
+      async setBadgeBackgroundColor({ color }) { chrome.action.badge.color = color; },
+      async getBadgeText() { return chrome.action.badge.text; },
+    },
     alarms: {
       onAlarm: new Event(),
       async create(name, info) { alarms.set(name, { name, scheduledTime: info.when, periodInMinutes: info.periodInMinutes }); },

@@ -46,8 +46,8 @@ test('the request carries the bearer token and the reason', () => {
   assert.deepEqual(JSON.parse(req.body), buildSyncPayload(base));
 });
 
-test('only the four documented reasons exist', () => {
-  assert.deepEqual([...SYNC_REASONS], ['startup', 'alarm', 'manual', 'cookie-change']);
+test('only the five documented reasons exist', () => {
+  assert.deepEqual([...SYNC_REASONS], ['startup', 'alarm', 'manual', 'cookie-change', 'follow-up']);
   assert.equal(isSyncReason('cookie-change'), true);
   assert.equal(isSyncReason('boot'), false);
   assert.throws(() => buildSyncRequest('https://x', 't', 'boot', {}), PayloadError);

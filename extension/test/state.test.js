@@ -10,7 +10,17 @@ const half = () => 0.5;
 
 test('classifies the answers of the sync endpoint', () => {
   const ok = classifySyncResponse({ status: 200, body: { link_status: 'connected', unipile_account_id: 'acc', next_sync_in_s: 600 } });
-  assert.deepEqual(ok, { kind: 'ok', httpStatus: 200, linkStatus: 'connected', unipileAccountId: 'acc', nextSyncInS: 600 });
+  assert.deepEqual(ok, { kind: 'ok', httpStatus: 200, linkStatus: 'connected', unipileAccountId: 'acc', nextSyncInS: 600,
+    reconnectUrl: null, holdReason: null });
+  const attention = classifySyncResponse({ status: 200, body: { link_status: 'needs_user', unipile_account_id: 'acc', next_sync_in_s: 900,
+    reconnect_url: 'https://sync.example.com/reconnect/abc.def', hold_reason: null } });
+  assert.equal(attention.reconnectUrl, 'https://sync.example.com/reconnect/abc.def');
+  for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'not a url', 42]) {
+    const answer = classifySyncResponse({ status: 200, body: { link_status: 'needs_user', unipile_account_id: 'acc', next_sync_in_s: 900, reconnect_url: bad } });
+    assert.equal(answer.reconnectUrl, null, `${bad} must never become the button's link`);
+  }
+  const held = classifySyncResponse({ status: 200, body: { link_status: 'pending', unipile_account_id: null, next_sync_in_s: 900, hold_reason: 'another one' } });
+  assert.equal(held.holdReason, 'another one');
   assert.equal(classifySyncResponse({ status: 200, body: { link_status: 'pending', unipile_account_id: null, next_sync_in_s: 1 } }).unipileAccountId, null);
   assert.equal(classifySyncResponse({ status: 200, body: null }).kind, 'bad_response');
   assert.equal(classifySyncResponse({ status: 200, body: { link_status: 'x' } }).kind, 'bad_response');
@@ -134,6 +144,9 @@ test('headlines', () => {
   assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, lastError: { code: 'network' } }), { tone: 'warn', text: 'Paired — last sync failed' });
   assert.deepEqual(headline({ ...paired(), lastError: { code: 'not_logged_in' } }), { tone: 'warn', text: 'Paired — nothing sent' });
   assert.equal(headline(undefined).text, 'Not paired');
+  assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, linkStatus: 'needs_user' }), { tone: 'bad', text: 'Needs you' });
+  assert.deepEqual(headline({ ...paired(), lastSyncAt: NOW, linkStatus: 'checkpoint' }), { tone: 'bad', text: 'Needs you' });
+  assert.deepEqual(headline({ ...paired(), lastError: { code: 'not_logged_in' }, signedOut: true }), { tone: 'warn', text: 'Signed out of LinkedIn' });
 });
 
 test('messages are plain words and name the server', () => {

@@ -57,6 +57,16 @@ def connected_link(backend, browser, plain_id: str, user_id: str = "user-1", tim
     return backend.wait_for(check, timeout, browser.pump, f"member {plain_id}'s link to be connected")
 
 
+def extension_settled(backend, browser, timeout: float = 20.0) -> dict:
+    """The extension itself has heard the link is no longer being connected: its follow-up syncs
+    (lib/attention.js) have stopped, so an injected failure meets the sync the test makes."""
+    def check():
+        status = browser.storage("status")
+        return status if status and status.get("linkStatus") not in (None, "pending", "reconnecting") else None
+
+    return backend.wait_for(check, timeout, browser.pump, "the extension to hear the link settled")
+
+
 def assert_no_secrets_logged(browser, *secrets: str) -> None:
     lines = [line for line in browser.console if "[cookiesync]" in line]
     assert lines, "the service worker's [cookiesync] log lines did not reach the test"
@@ -115,7 +125,11 @@ def test_pair_connect_cookie_change_member_switch_and_unpair(launch, backend, fa
     assert page.text_content("#link-status") in ("being connected", "connected")  # as the last answer said
     # "Sync now": the service now answers with the connected link and its Unipile account.
     page.click("#sync-now")
-    page.wait_for_selector("#link-status:text-is('connected')")
+    try:
+        page.wait_for_selector("#link-status:text-is('connected')", timeout=8000)
+    except Exception:
+        raise AssertionError((page.text_content("#link-status"), browser.storage("status"),
+                              [line for line in browser.console if "[cookiesync]" in line]))
     assert page.is_hidden("#error-box")
     assert "never" not in page.text_content("#last-sync")
     assert browser.storage("status")["unipileAccountId"] == account_a["id"]
@@ -254,6 +268,7 @@ def test_backend_errors_back_off_and_recover_by_themselves(launch, backend, fake
     page = pair_via_popup(browser, backend)
     backend.wait_for(lambda: answered(backend.sync_requests()), 5, browser.pump, "the first sync")
     account_id = connected_link(backend, browser, MEMBER_A)["unipile_account_id"]
+    extension_settled(backend, browser)
 
     period_min = 0.03  # 1.8 s heartbeat → backoff base 1.8 s, cap 7.2 s
     browser.sw.evaluate(f"setAlarmPeriod({period_min})")
@@ -313,6 +328,7 @@ def test_429_honours_retry_after(launch, backend, fake_linkedin):
     browser.set_linkedin_cookies(A_LI_AT, A_LI_A)
     pair_via_popup(browser, backend)
     backend.wait_for(lambda: answered(backend.sync_requests()), 5, browser.pump, "the first sync")
+    extension_settled(backend, browser)
 
     backend.fail_with(429, "2")
     t0 = time.time()

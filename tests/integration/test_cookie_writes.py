@@ -37,12 +37,12 @@ def test_a_batch_refreshes_in_bulk_and_sends_the_rest_through_the_policy(service
             new_cookie(svc, device, "7201", "AQEDAR-refresh-two", now)]  # the same again: unchanged
     results = in_service_loop(svc, svc.rt.cookie_writes.together(jobs))
 
-    (one, _d1, link_id, changed_1), (two, _d2, link_id_2, changed_2), (same, _d3, _l3, changed_3) = \
+    (one, _d1, link_id, changed_1, _i1), (two, _d2, link_id_2, changed_2, _i2), (same, _d3, _l3, changed_3, _i3) = \
         results[0], results[3], results[4]
     assert link_id == link_id_2 and changed_1 and changed_2 and not changed_3
     assert one.link_status == two.link_status == same.link_status == "connected"
     assert isinstance(results[1], Exception), "a failed cookie gets its own error"
-    new_out, _d, _new_link, new_changed = results[2]
+    new_out, _d, _new_link, new_changed, _new_incident = results[2]
     assert new_changed and new_out.link_status == "pending"
 
     row = link_row(svc, "7201")
@@ -73,7 +73,7 @@ def test_a_cookie_for_a_link_in_an_incident_goes_through_the_policy(service, sim
                                                                                     incident_started_at=utcnow()))
     svc.db(disconnect)
     device = in_service_loop(svc, services.device_for_token(svc.rt, token))
-    out, attempt_now, _link, changed = in_service_loop(svc, svc.rt.cookie_writes.together(
+    out, attempt_now, _link, changed, _incident = in_service_loop(svc, svc.rt.cookie_writes.together(
         [new_cookie(svc, device, "7301", "AQEDAR-fresh-for-incident", utcnow())]))[0]
     assert changed and attempt_now, "a fresh cookie for an incident: try now"
     assert out.next_sync_in_s <= 60

@@ -19,6 +19,7 @@ DEVICE = [{"deviceToken": []}]
 EXPECTED = {
     ("post", "/v1/extension/pair"): (None, {400, 413, 429}),
     ("post", "/v1/extension/sync"): (DEVICE, {400, 401, 413, 429}),
+    ("post", "/v1/extension/signed-out"): (DEVICE, {400, 401, 404, 413, 429}),
     ("delete", "/v1/extension/device"): (DEVICE, {401}),
     ("put", "/v1/users/{user_id}"): (INTEGRATOR, {400, 401, 413}),
     ("delete", "/v1/users/{user_id}"): (INTEGRATOR, {400, 401, 404}),

@@ -92,7 +92,7 @@ def test_fast_lane_keeps_the_side_effects(service, simulator, monkeypatch) -> No
     chunked = service.http.post("/v1/extension/sync", content=iter([body[:40], body[40:90], body[90:]]),
                                 headers=auth)
     assert chunked.status_code == 200 and set(chunked.json()) == {"link_status", "unipile_account_id",
-                                                                  "next_sync_in_s"}
+                                                                  "next_sync_in_s", "reconnect_url", "hold_reason"}
     assert counter(service, "unchanged") == unchanged + 2
     assert calls.count == 0
 

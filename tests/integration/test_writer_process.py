@@ -64,8 +64,8 @@ def test_the_child_writes_a_batch_as_the_server_would(service, simulator) -> Non
     results = in_service_loop(svc, svc.rt.cookie_writes.together(jobs))
     assert svc.rt.writer_process.batches == batches + 1, "the batch went to the child"
 
-    (one, now_1, link_1, changed_1), (first, _n, _l, changed_new), (two, _n2, link_2, changed_2), \
-        (same, _n3, _l3, changed_3) = results
+    (one, now_1, link_1, changed_1, _i1), (first, _n, _l, changed_new, _i), (two, _n2, link_2, changed_2, _i2), \
+        (same, _n3, _l3, changed_3, _i3) = results
     assert link_1 == link_2 and changed_1 and changed_2 and changed_new and not changed_3
     assert not now_1, "a connected link's new cookie needs no attempt"
     assert one.link_status == two.link_status == same.link_status == "connected"

@@ -36,7 +36,7 @@ ERRORS = {
     401: ("Unauthorized", "Missing, unknown or revoked credentials"),
     403: ("Forbidden", "The credentials lack the right: an API key without the support scope, a viewer acting, "
                        "or a staff session's POST without its `X-CSRF-Token`"),
-    404: ("NotFound", "No such user, link, email, notification or device"),
+    404: ("NotFound", "No such user, link (or LinkedIn member of the device's user), email, notification or device"),
     413: ("PayloadTooLarge", "The body is larger than `COOKIESYNC_MAX_BODY_BYTES`"),
     429: ("TooManyRequests", "A rate limit: retry after `Retry-After` seconds"),
 }
@@ -57,6 +57,7 @@ _SUPPORT_ACT = ({"staffSession": ["operator"]}, {"apiKey": ["support"]})
 OPERATIONS: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/extension/pair"): Rule(extra=(429,)),
     ("POST", "/v1/extension/sync"): Rule(({"deviceToken": []},), extra=(429,)),
+    ("POST", "/v1/extension/signed-out"): Rule(({"deviceToken": []},), extra=(404, 429)),
     ("DELETE", "/v1/extension/device"): Rule(({"deviceToken": []},)),
     ("*", "/v1/users/"): Rule(_INTEGRATOR),
     ("POST", "/v1/webhooks/unipile/account-status"): Rule(({"webhookSecret": []},)),

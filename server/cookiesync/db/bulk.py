@@ -37,6 +37,7 @@ class LinkRow(NamedTuple):
     next_slot: int
     next_attempt_at: datetime | None
     incident_id: int | None
+    hold_reason: str | None
 
 
 # Not `updated_at`: that is when the link last changed (its state, account or schedule), the
@@ -62,7 +63,10 @@ def sqlite_links_by_keys(pairs: int) -> str:
             "FROM k JOIN links l ON l.user_id = k.u AND l.plain_id = k.p")
 
 
-SQLITE_SET_COOKIE = (f"UPDATE links SET {', '.join(f'{c}=?' for c in COOKIE_COLUMNS)} WHERE links.id = ?")
+# A new cookie also clears the sign-out the extension reported of the one before (migration 0012).
+CLEARS_SIGN_OUT = "cookie_signed_out_at = NULL"
+SQLITE_SET_COOKIE = (f"UPDATE links SET {', '.join(f'{c}=?' for c in COOKIE_COLUMNS)}, {CLEARS_SIGN_OUT} "
+                     "WHERE links.id = ?")
 SQLITE_ADD_HISTORY = (f"INSERT INTO events ({', '.join(HISTORY_COLUMNS)}) "
                       f"VALUES ({', '.join('?' for _c in HISTORY_COLUMNS)})")
 
@@ -77,7 +81,7 @@ PG_WRITE_COOKIES = (
     "$6::timestamptz[], $7::int[]) "
     f"AS v({', '.join(COOKIE_COLUMNS)}, id)), "
     "l AS (SELECT links.id FROM links WHERE links.id IN (SELECT id FROM v) ORDER BY links.id FOR UPDATE), "
-    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in COOKIE_COLUMNS)} FROM v "
+    f"u AS (UPDATE links SET {', '.join(f'{c} = v.{c}' for c in COOKIE_COLUMNS)}, {CLEARS_SIGN_OUT} FROM v "
     "WHERE links.id = v.id AND links.id IN (SELECT id FROM l)) "
     f"INSERT INTO events ({', '.join(HISTORY_COLUMNS)}) SELECT * FROM unnest($8::timestamptz[], $9::varchar[], "
     "$10::int[], $11::varchar[], $12::varchar[], $13::json[])")

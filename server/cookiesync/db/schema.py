@@ -127,6 +127,9 @@ links = sa.Table(
     sa.Column("user_agent", sa.String(1000)),
     sa.Column("client_ip", sa.String(64)),
     sa.Column("date_last_cookie", UTCDateTime),
+    # the extension reported the newest cookie gone from its browser (signed out; migration 0012);
+    # cleared by the next cookie written
+    sa.Column("cookie_signed_out_at", UTCDateTime),
     # incident and schedule
     sa.Column("incident_id", sa.Integer),
     sa.Column("incident_started_at", UTCDateTime),

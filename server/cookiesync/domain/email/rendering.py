@@ -89,6 +89,8 @@ VARIABLES = {
     "link_days": "days the reconnect link works (a number)",
     "stale": "true when the browser extension has not synced for COOKIESYNC_STALE_COOKIE_S",
     "last_cookie": "when it last did, `YYYY-MM-DD HH:MM UTC`, or `never`",
+    "signed_out": "true when the browser extension reported the user signed out of LinkedIn in its browser "
+                  "(the newest cookie is gone there)",
 }
 
 _SAMPLE_URL = "https://sample.invalid/reconnect/[reconnect-token]"  # as outbox.reconnect_url makes it
@@ -111,7 +113,7 @@ def _samples() -> list[dict[str, object]]:
                 identity="Sample Member" if full else "LinkedIn member 1234",
                 linkedin_name="Sample Member" if full else None, linkedin_member="LinkedIn member 1234",
                 reconnect_url=_SAMPLE_URL, link_days=7, stale=full,
-                last_cookie="2026-01-02 03:04 UTC" if full else "never"))
+                last_cookie="2026-01-02 03:04 UTC" if full else "never", signed_out=full))
     assert all(set(s) == set(VARIABLES) for s in out)
     return out
 
@@ -158,7 +160,7 @@ class EmailTemplates:
 
     def render(self, kind: Email, *, linkedin_name: str | None, plain_id: str, name: str | None,
                reconnect_url: str, link_ttl_s: float, stale: bool,
-               last_cookie: datetime | None) -> tuple[str, str, str]:
+               last_cookie: datetime | None, signed_out: bool = False) -> tuple[str, str, str]:
         """Subject (one line), plain-text body and HTML body. `linkedin_name` is the member's
         name as read from Unipile (domain/profile), None while it is not known."""
         member = f"LinkedIn member {plain_id}"
@@ -168,6 +170,7 @@ class EmailTemplates:
             linkedin_member=member, reconnect_url=reconnect_url,
             link_days=max(1, int(link_ttl_s // 86400)), stale=stale,
             last_cookie=last_cookie.strftime("%Y-%m-%d %H:%M UTC") if last_cookie else "never",
+            signed_out=signed_out,
         )
         subject = " ".join(self._templates[SUBJECT].render(ctx).split())  # a header is one line
         return subject, self._templates[TEXT].render(ctx), self._templates[HTML].render(ctx)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -27,7 +27,7 @@ from cookiesync.domain.notifications import services as notify
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.counters import count_attempt, top_of_hour
 from cookiesync.domain.reconnect.policy import State
-from cookiesync.security import DecryptError, decrypt_cookies
+from cookiesync.security import DecryptError, Signer, decrypt_cookies
 from cookiesync.unipile.client import AuthResult, CookieCredentials
 
 if TYPE_CHECKING:
@@ -223,9 +223,19 @@ async def render_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, 
     subject, text, html = rt.emails.render(
         kind, linkedin_name=link_row.linkedin_name, plain_id=row.plain_id, name=user.display_name if user else None,
         reconnect_url=email_outbox.reconnect_url(s.base_url), link_ttl_s=s.reconnect_link_ttl_s,
-        stale=stale, last_cookie=last_cookie,
+        stale=stale, last_cookie=last_cookie, signed_out=link_row.cookie_signed_out_at is not None,
     )
     return RenderedEmail(subject, text, html, stale, incident_id, now + timedelta(seconds=s.reconnect_link_ttl_s))
+
+
+def reconnect_token_for(signer: Signer, ttl_s: int, link_id: int, incident_id: int | None, now: datetime) -> str:
+    """The reconnect link's token for the extension's answer: the email's kind (email.outbox's
+    `reconnect_token`), expiring at the start of the current quarter of the link's lifetime plus
+    that lifetime, so it is the same token for every sync of that quarter (the popup's button does
+    not change under the user) and stays valid at least three quarters of `ttl_s`. Nothing is stored."""
+    step = max(60, ttl_s // 4)
+    start = int(now.timestamp()) // step * step
+    return email_outbox.reconnect_token(signer, link_id, incident_id, datetime.fromtimestamp(start + ttl_s, timezone.utc))
 
 
 async def write_email(rt, conn: AsyncConnection, row: Any, kind: policy.Email, incident_id: int | None,

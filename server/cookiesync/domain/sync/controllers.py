@@ -1,15 +1,15 @@
-"""The extension's API: pair, sync, unpair."""
+"""The extension's API: pair, sync, signed-out, unpair."""
 from __future__ import annotations
 
 from litestar import Controller, Request, delete, post
-from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cookiesync.domain.sync import services
 from cookiesync.domain.throttle import services as throttle
 from cookiesync.domain.sync.fast_lane import sync_fast_lane
 from cookiesync.domain.sync.models import Device
-from cookiesync.domain.sync.schemas import PairIn, PairOut, SyncIn, SyncOut
+from cookiesync.domain.sync.schemas import PairIn, PairOut, SignedOutIn, SignedOutOut, SyncIn, SyncOut
 from cookiesync.http import TooManyRequests, bearer_from, bearer_token, client_ip
 from cookiesync.runtime import RT, Runtime
 
@@ -46,6 +46,16 @@ class ExtensionController(Controller):
     async def sync(self, data: SyncIn, request: Request, rt: RT) -> SyncOut:
         device, ip = await admitted(rt, request)
         return await services.sync(rt, device, data, ip)
+
+    @post("/signed-out", status_code=200, summary="Report that li_at is gone from this browser (signed out)")
+    async def signed_out(self, data: SignedOutIn, request: Request, rt: RT) -> SignedOutOut:
+        """Authenticated like the sync (device token, same rate limit). Names the cookie by its
+        SHA-256, never its value. Idempotent: a repeat records nothing more."""
+        device, ip = await admitted(rt, request)
+        try:
+            return await services.signed_out(rt, device, data, ip)
+        except services.NoSuchMember:
+            raise NotFoundException(detail="this device's user has no link for that LinkedIn member") from None
 
     @delete("/device", status_code=HTTP_204_NO_CONTENT, summary="Unpair: revoke this device's token")
     async def unpair(self, request: Request, rt: RT) -> None:

@@ -37,6 +37,8 @@ class CachedLink:
     fingerprint: str | None
     state: str
     account_id: str | None
+    incident_id: int | None     # the reconnect link's claim (`services.with_attention`)
+    hold_reason: str | None     # the member is held (another holds the user's slot)
 
 
 class NewCookie(msgspec.Struct, array_like=True):
@@ -69,14 +71,19 @@ class NewCookie(msgspec.Struct, array_like=True):
 
 class CookieResult(NamedTuple):
     """A written new cookie: the sync's answer, whether an attempt should start now, the link,
-    and whether the cookie was new to it (a repeat within one batch is not)."""
+    whether the cookie was new to it (a repeat within one batch is not), and the link's incident
+    as read (for the answer's reconnect link, which only the server signs)."""
     out: SyncOut
     attempt_now: bool
     link_id: int
     changed: bool
+    incident_id: int | None
 
 
-def answer(sync_interval_s: int, state: str, account_id: str | None) -> SyncOut:
+def answer(sync_interval_s: int, state: str, account_id: str | None, hold_reason: str | None = None) -> SyncOut:
     """Come back soon while a connect or reconnect is under way, so the extension (and its
-    user) learns the outcome, and a fresh cookie reaches an incident quickly."""
-    return SyncOut(state, account_id, min(60, sync_interval_s) if state in UNSETTLED else sync_interval_s)
+    user) learns the outcome, and a fresh cookie reaches an incident quickly. A held member
+    stays `pending` with no connect under way: it comes back at the usual pace."""
+    soon = state in UNSETTLED and hold_reason is None
+    return SyncOut(state, account_id, min(60, sync_interval_s) if soon else sync_interval_s,
+                   hold_reason=hold_reason)

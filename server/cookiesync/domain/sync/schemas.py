@@ -27,6 +27,32 @@ class SyncOut(msgspec.Struct):
     link_status: str
     unipile_account_id: str | None
     next_sync_in_s: int
+    reconnect_url: Annotated[str | None, msgspec.Meta(description=(
+        "While the link needs the user (`needs_user`, `checkpoint`) and has a Unipile account: the "
+        "signed, expiring reconnect link the give-up email carries (`/reconnect/{token}`), for the "
+        "extension's \"Reconnect LinkedIn\" button. Otherwise null."))] = None
+    hold_reason: Annotated[str | None, msgspec.Meta(description=(
+        "Why this member is stored but not connected (another LinkedIn member holds the user's "
+        "COOKIESYNC_MAX_ACCOUNTS_PER_USER slot); null when it is not held."))] = None
+
+
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z",
+                                     description="SHA-256 of the li_at value, 64 lowercase hex digits")]
+
+
+class SignedOutIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The browser lost its LinkedIn session cookie: which member, and which cookie (its hash,
+    never its value)."""
+    plain_id: PlainId
+    li_at_sha256: Sha256
+    extension_version: Version
+
+
+class SignedOutOut(msgspec.Struct):
+    link_status: str
+    recorded: Annotated[bool, msgspec.Meta(description=(
+        "true when the cookie named is the link's newest (now marked signed out, or already was); "
+        "false when the link has a newer cookie than the one signed out, which stays usable"))]
 
 
 class PairIn(msgspec.Struct, forbid_unknown_fields=True):

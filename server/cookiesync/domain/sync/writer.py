@@ -114,7 +114,7 @@ def _plan(ctx: WriterContext, jobs: list[NewCookie], rows: list):
     bulk, value, cfg, interval = ctx.bulk_sql, ctx.writes.value, ctx.policy_config, ctx.settings.sync_interval_s
     links_by_key: dict[tuple[str, str], LinkRow] = {}
     for r in bulk.link_rows(rows):
-        row = LinkRow(*r[:8], value.from_ts(r[8]), r[9], value.from_ts(r[10]), r[11])
+        row = LinkRow(*r[:8], value.from_ts(r[8]), r[9], value.from_ts(r[10]), r[11], r[12])
         links_by_key[(row.user_id, row.plain_id)] = row
     stored: dict[tuple[str, str], str] = {}  # fingerprints written earlier in this batch
     deferred: set[tuple[str, str]] = set()   # links whose cookies go one by one from here on
@@ -129,7 +129,8 @@ def _plan(ctx: WriterContext, jobs: list[NewCookie], rows: list):
             results.append(None)
             continue
         if same_fingerprint(stored.get(key, row.cookie_fingerprint), job.fingerprint):
-            results.append(CookieResult(answer(interval, row.state, row.unipile_account_id), False, row.id, False))
+            results.append(CookieResult(answer(interval, row.state, row.unipile_account_id, row.hold_reason), False,
+                                        row.id, False, row.incident_id))
             continue
         decision = policy.decide(to_policy(row), policy.CookieReceived(fresh=True), job.now, cfg)
         if needs_apply(decision):
@@ -141,8 +142,8 @@ def _plan(ctx: WriterContext, jobs: list[NewCookie], rows: list):
         history.append((at, row.user_id, row.id, "cookie_received", None,
                         to_json(event_payload(row, decision, job.event_data(), row.incident_id))))
         stored[key] = job.fingerprint
-        results.append(CookieResult(answer(interval, decision.link.state.value, row.unipile_account_id),
-                                    decision.attempt_now, row.id, True))
+        results.append(CookieResult(answer(interval, decision.link.state.value, row.unipile_account_id,
+                                           row.hold_reason), decision.attempt_now, row.id, True, row.incident_id))
     return results, bulk.writes(updates, history)
 
 
@@ -187,7 +188,8 @@ async def _write_in(rt: ServerContext, conn, job: NewCookie) -> CookieResult:
         sa.select(links).where(links.c.user_id == device.user_id, links.c.plain_id == body.plain_id)
     )).first()
     if row is not None and same_fingerprint(row.cookie_fingerprint, job.fingerprint):
-        return CookieResult(answer(s.sync_interval_s, row.state, row.unipile_account_id), False, row.id, False)
+        return CookieResult(answer(s.sync_interval_s, row.state, row.unipile_account_id, row.hold_reason), False,
+                            row.id, False, row.incident_id)
     if row is None:
         auto = await _count_auto_links(conn, device.user_id) < s.max_accounts_per_user
         result = await conn.execute(links.insert().values(
@@ -202,11 +204,13 @@ async def _write_in(rt: ServerContext, conn, job: NewCookie) -> CookieResult:
     else:
         link_id = row.id
     await conn.execute(links.update().where(links.c.id == link_id).values(
-        dict(zip(COOKIE_COLUMNS, job.cookie_row(rt.keyring, now)))))
+        dict(zip(COOKIE_COLUMNS, job.cookie_row(rt.keyring, now)), cookie_signed_out_at=None)))
     row = await load_link(conn, link_id)
     if row is None:
         raise _LinkGone(link_id)
     decision = await apply_event(rt, conn, row, policy.CookieReceived(fresh=True), trigger="extension",
                                  event_kind="cookie_received", data=job.event_data(), now=now)
-    return CookieResult(answer(s.sync_interval_s, decision.link.state.value, row.unipile_account_id),
-                        decision.attempt_now, link_id, True)
+    after = await load_link(conn, link_id)  # apply_event may have opened an incident
+    return CookieResult(answer(s.sync_interval_s, decision.link.state.value, row.unipile_account_id,
+                               row.hold_reason), decision.attempt_now, link_id, True,
+                        after.incident_id if after is not None else row.incident_id)

@@ -61,6 +61,8 @@ def describe(kind: str, data: dict, actor: str | None) -> tuple[str, str]:
                 + ("" if d.get("to_set", True) else " · user has no email address"), "warn")
     if kind == "operator_alert":
         return f"operator alert: {d.get('reason')}", "bad"
+    if kind == "signed_out":
+        return f"signed out of LinkedIn in this browser · device {d.get('device_id')}", "warn"
     if kind == "device_paired":
         return f"device {d.get('device_id')} paired · extension {d.get('extension_version')} · ip {d.get('ip')}", "info"
     if kind == "device_revoked":
