@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import re
 import time
+from collections import Counter
 
 from litestar import Request, Response, delete, get, post
 
@@ -170,17 +172,35 @@ async def reconnect_account(request: Request, account_id: str) -> Response:
 
 
 # --- list, get, delete, restart (contract §4) ------------------------------------------------
+COUNTS_MAX_AGE_S = 1.0  # status_counts on a cursor page is at most this old (below)
+
+
+def _status_counts(sim: SimState, first_page: bool) -> dict[str, int]:
+    """The listing's `status_counts` (contract §4, seen live): counted for a listing's first page,
+    and again for a later page only when that count is over a second old; over a million accounts
+    a count on every page would cost the simulator more than the page."""
+    now = time.monotonic()
+    if first_page or sim.counted is None or now - sim.counted[0] > COUNTS_MAX_AGE_S:
+        counts = dict.fromkeys(("OK", "CONNECTING", "CREDENTIALS", "STOPPED"), 0)
+        counts.update(Counter(a.status for a in sim.accounts.values()))
+        sim.counted = (now, counts)
+    return sim.counted[1]
+
+
 @get(f"{API}/accounts")
 async def list_accounts(request: Request) -> Response:
+    """A page of `limit` accounts (1-250) from the `cursor`; the next page's cursor, null on the
+    last. Scripted answers (`/_sim/listing`) replace pages in turn: a listing that fails half-way."""
     sim = sim_of(request)
     offset, limit = read_cursor(request.query_params)
-    accounts = list(sim.accounts.values())
-    chunk, cursor = cut_page(accounts, offset, limit)
-    counts = {s: 0 for s in ("OK", "CONNECTING", "CREDENTIALS", "STOPPED")}
-    for a in accounts:
-        counts[a.status] = counts.get(a.status, 0) + 1
+    outcome = take(sim.list_outcomes)
+    if outcome and (failure := _status_code_for(outcome)):
+        return failure
+    total = len(sim.accounts)
+    chunk = list(itertools.islice(sim.accounts.values(), offset, offset + limit))
+    cursor = cut_page(range(total), offset, limit)[1]
     return jresp({"object": "AccountList", "items": [sim.account_json(a) for a in chunk], "cursor": cursor,
-                  "total_count": len(accounts), "status_counts": counts})
+                  "total_count": total, "status_counts": _status_counts(sim, offset == 0)})
 
 
 def _scripted_read(sim: SimState) -> Response | None:
