@@ -261,7 +261,7 @@ def test_list_paginates_with_cursor_and_counts(sim) -> None:
 
 def test_a_listing_fails_half_way_when_scripted_and_bulk_accounts_are_listed(sim) -> None:
     made = sim.post("/_sim/accounts/bulk", json={"id_prefix": "bulk-", "first": 1, "count": 300,
-                                                 "status": "CREDENTIALS"})
+                                                 "statuses": ["CREDENTIALS"]})
     assert made.status_code == 200 and made.json()["created"] == 300
     sim.post("/_sim/listing", json={"outcomes": ["ok", "503"]}).raise_for_status()
     first = api(sim, "GET", "/accounts", params={"limit": 250})
@@ -275,6 +275,10 @@ def test_a_listing_fails_half_way_when_scripted_and_bulk_accounts_are_listed(sim
     assert len(last["items"]) == 50 and last["cursor"] is None
     assert api(sim, "GET", "/accounts/bulk-7").json()["sources"] == [{"id": "bulk-7_MESSAGING", "status": "CREDENTIALS"}]
     assert sim.post("/_sim/accounts/bulk", json={"id_prefix": "b-", "count": 0}).status_code == 400
+    mixed = sim.post("/_sim/accounts/bulk", json={"id_prefix": "m-", "count": 4, "statuses": ["OK", "STOPPED"]})
+    assert mixed.status_code == 200
+    assert [api(sim, "GET", f"/accounts/m-{i}").json()["sources"][0]["status"] for i in range(4)] == \
+        ["OK", "STOPPED", "OK", "STOPPED"]
     assert sim.post("/_sim/listing", json={"outcomes": ["checkpoint:2FA"]}).status_code == 400
 
 

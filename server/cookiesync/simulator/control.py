@@ -179,21 +179,23 @@ async def sim_listing(request: Request) -> Response:
 @post("/accounts/bulk", status_code=200)
 async def sim_accounts_bulk(request: Request) -> Response:
     """Make `count` accounts at once, ids `id_prefix` + `first` .. `first + count - 1`, each of its
-    own member (plain id = the number) with `status` and no cookie: the accounts of links a
-    benchmark made by SQL. No webhook is sent."""
+    own member (plain id = the number) and no cookie: the accounts of links a benchmark made by
+    SQL. Account number i has `statuses[i % len(statuses)]` (default all `OK`). No webhook is sent."""
     sim = sim_of(request)
     body = await json_object(request)
-    check_fields(body, {"id_prefix", "first", "count", "status"}, ("id_prefix", "count"))
+    check_fields(body, {"id_prefix", "first", "count", "statuses"}, ("id_prefix", "count"))
     prefix, first, count = want(body, "id_prefix", str), want(body, "first", int) or 0, want(body, "count", int)
-    status = want(body, "status", str) or "OK"
-    if status not in set(STATUS_MESSAGES.values()) - {None} or not 0 < count <= 5_000_000:
-        raise BadRequest("invalid_parameters", "status must be an account status and count 1..5,000,000.")
+    statuses = want(body, "statuses", list) or ["OK"]
+    if not set(statuses) <= set(STATUS_MESSAGES.values()) - {None} or not 0 < count <= 5_000_000 \
+            or len(statuses) > 1000:
+        raise BadRequest("invalid_parameters", "statuses must be up to 1,000 account statuses and count 1..5,000,000.")
     async with sim.lock:
         for i in range(first, first + count):
             plain_id = str(i)
             if plain_id not in sim.members:
                 sim.members[plain_id] = Member(plain_id, provider_id_for(plain_id), f"Member {plain_id}")
-            sim.accounts[f"{prefix}{i}"] = Account(id=f"{prefix}{i}", plain_id=plain_id, creds=None, status=status)
+            sim.accounts[f"{prefix}{i}"] = Account(id=f"{prefix}{i}", plain_id=plain_id, creds=None,
+                                                   status=statuses[i % len(statuses)])
     return jresp({"created": count, "accounts": len(sim.accounts)})
 
 
