@@ -33,7 +33,7 @@ def test_a_tiny_pass_finds_every_lost_status_and_nothing_else(tmp_path, simulato
     first, last = asyncio.run(db(reconcile.account_range))
     assert (first, last) == (1, 2500)
     seeded = reconcile.seed_unipile(simulator.url, simulator.control_token, first, last, ["dev-acc-5", "dev-acc-9"])
-    assert seeded.lost == ["bulk-acc-7", "bulk-acc-1007", "bulk-acc-2007"] and seeded.deleted == ["bulk-acc-3"]
+    assert seeded.lost == ["bulk-acc-7", "bulk-acc-1007", "bulk-acc-2007"] and seeded.deleted == ["bulk-acc-1003"]
     assert seeded.accounts == 2500 - 1 + 5  # dev-acc-5 .. dev-acc-9 (a range of the other ids)
     (tmp_path / "settings.json").write_bytes(msgspec.json.encode(settings))
     calls0 = sim_get(simulator, "/_sim/stats").json()["calls_total"]
@@ -51,7 +51,7 @@ def test_a_tiny_pass_finds_every_lost_status_and_nothing_else(tmp_path, simulato
         return dict(rows)
 
     after = asyncio.run(db(states))
-    assert after["bulk-acc-3"] == "disabled"
+    assert after["bulk-acc-1003"] == "disabled"
     assert all(after[a] == "reconnecting" for a in seeded.lost)
     # every other link kept the state data.bulk_links gave it
     by_n = {0: "connected", 90: "needs_user", 95: "reconnecting", 98: "disabled"}

@@ -150,7 +150,8 @@ class SimulatorApp(Litestar):
         async def recording_send(message) -> None:
             if message["type"] == "http.response.start":
                 record["status"] = message["status"]
-            elif message["type"] == "http.response.body" and record["account_id"] is None:
+            elif message["type"] == "http.response.body" and record["account_id"] is None and scope["method"] == "POST":
+                # only a POST answers a new account's id (a connect): a listing's body is not kept
                 out.append(message.get("body", b""))
             await send(message)
 
