@@ -165,6 +165,7 @@ def pass_during_ingest(ctx, svc, kind: str, n: int, mixes, wrk_run, paths, row_c
     proc = start_pass(svc.workdir / "settings.json", svc.log)
     runs = rounds("during the pass ", lambda r: proc.poll() is None)
     result = end_pass(proc)
+    ctx.say(f"{kind}: reconciliation pass: {json.dumps(result)}")
     calls1 = svc.http.get(svc.stub_url + "/_sim/stats", headers={"X-Sim-Token": STUB_CONTROL_TOKEN}).json()
     unipile_calls = calls1["calls_total"] - calls0["calls_total"]
     ok, found = verdict(result, seeded)

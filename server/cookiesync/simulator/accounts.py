@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
 import re
 import time
 from collections import Counter
@@ -172,35 +171,27 @@ async def reconnect_account(request: Request, account_id: str) -> Response:
 
 
 # --- list, get, delete, restart (contract §4) ------------------------------------------------
-COUNTS_MAX_AGE_S = 1.0  # status_counts on a cursor page is at most this old (below)
-
-
-def _status_counts(sim: SimState, first_page: bool) -> dict[str, int]:
-    """The listing's `status_counts` (contract §4, seen live): counted for a listing's first page,
-    and again for a later page only when that count is over a second old; over a million accounts
-    a count on every page would cost the simulator more than the page."""
-    now = time.monotonic()
-    if first_page or sim.counted is None or now - sim.counted[0] > COUNTS_MAX_AGE_S:
-        counts = dict.fromkeys(("OK", "CONNECTING", "CREDENTIALS", "STOPPED"), 0)
-        counts.update(Counter(a.status for a in sim.accounts.values()))
-        sim.counted = (now, counts)
-    return sim.counted[1]
-
-
 @get(f"{API}/accounts")
 async def list_accounts(request: Request) -> Response:
     """A page of `limit` accounts (1-250) from the `cursor`; the next page's cursor, null on the
-    last. Scripted answers (`/_sim/listing`) replace pages in turn: a listing that fails half-way."""
+    last. A listing is the accounts as they were at its first page (the ids and `status_counts`,
+    taken then: over a million accounts, walking them again for every page would cost more than
+    the page), each shown as it is now; one deleted since is left out. Scripted answers
+    (`/_sim/listing`) replace pages in turn: a listing that fails half-way."""
     sim = sim_of(request)
     offset, limit = read_cursor(request.query_params)
     outcome = take(sim.list_outcomes)
     if outcome and (failure := _status_code_for(outcome)):
         return failure
-    total = len(sim.accounts)
-    chunk = list(itertools.islice(sim.accounts.values(), offset, offset + limit))
-    cursor = cut_page(range(total), offset, limit)[1]
-    return jresp({"object": "AccountList", "items": [sim.account_json(a) for a in chunk], "cursor": cursor,
-                  "total_count": total, "status_counts": _status_counts(sim, offset == 0)})
+    if offset == 0 or sim.listing is None:
+        counts = dict.fromkeys(("OK", "CONNECTING", "CREDENTIALS", "STOPPED"), 0)
+        counts.update(Counter(a.status for a in sim.accounts.values()))
+        sim.listing = (list(sim.accounts), counts)
+    ids, counts = sim.listing
+    chunk, cursor = cut_page(ids, offset, limit)
+    items = [sim.account_json(a) for a in map(sim.accounts.get, chunk) if a is not None]
+    return jresp({"object": "AccountList", "items": items, "cursor": cursor, "total_count": len(ids),
+                  "status_counts": counts})
 
 
 def _scripted_read(sim: SimState) -> Response | None:
