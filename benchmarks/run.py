@@ -57,13 +57,15 @@ class Config:
     prune_events: int = 10_000_000   # old history rows the prune deletes while the ingest runs (0: no row)
     steady_links: int = 1_000_000    # links of the retention steady-state figure (0: not run)
     steady_days: int = 30
+    reconcile_links: int = 1_000_000  # links of the reconciliation pass beside the ingest (0: no row)
 
 
 FULL = Config("full", devices=1000, run_s=5, rounds=3, scale_rounds=5, warm_s=1, rate=1000, rate_s=10,
-              scale=[10_000, 1_000_000], sweeps=((1_000, 8), (10_000, 32)), budget_s=1800)
+              scale=[10_000, 1_000_000], sweeps=((1_000, 8), (10_000, 32)), budget_s=2700)
 QUICK = Config("quick", devices=50, run_s=1, rounds=1, scale_rounds=1, warm_s=0, rate=1000, rate_s=1.5,
                scale=[10_000], sweeps=((200, 20),), budget_s=90, mixes=(("unchanged", 0.0), ("100% changed", 1.0)),
-               cold=False, rate_mixes=(("unchanged", 0.0),), prune_events=100_000, steady_links=10_000)
+               cold=False, rate_mixes=(("unchanged", 0.0),), prune_events=100_000, steady_links=10_000,
+               reconcile_links=10_000)
 
 
 @dataclass
@@ -482,6 +484,19 @@ def bench_backend(ctx: Ctx, kind: str) -> None:
             ctx.rows += ingest_rows(kind, f"unchanged ({total:,} links)", r, 0.80)
             ctx.rows.append(scale_row(kind, total, len(svc.devices), r, base))
 
+        # 2b. one reconciliation pass over every link, beside the ingest (benchmarks/reconcile.py)
+        if cfg.reconcile_links:
+            from benchmarks import reconcile
+
+            try:
+                ctx.rows += reconcile.pass_during_ingest(ctx, svc, kind, cfg.reconcile_links,
+                                                         (("unchanged", 0.0), ("100% changed", 1.0)), wrk_run, PATHS,
+                                                         Row)
+            except Exception as exc:
+                ctx.say(f"{kind}: reconciliation FAILED: {type(exc).__name__}: {exc}")
+                ctx.rows.append(Row(kind, "reconciliation pass", f"failed: {type(exc).__name__}: {str(exc)[:120]}",
+                                    "completes", False))
+
         # 3. reconnect sweep
         done = 0
         for n_links, conc in cfg.sweeps:
@@ -575,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--json", help="also write every measurement to this file")
-    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,prune,scale,sweep,retention,servers,console,week")
+    p.add_argument("--only", default="", help="comma-separated parts to run: ingest,cold,rate,prune,scale,reconcile,sweep,retention,servers,"
+                        "console,week")
     p.add_argument("--mixes", default="", help="only the ingest mixes with these changed shares, e.g. 1.0 or 0,0.1")
     p.add_argument("--servers", action=argparse.BooleanOptionalAction, default=True,
                    help="compare uvicorn and granian (needs granian: pip install -e '.[bench]')")
@@ -594,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                                   scale=cfg.scale if "scale" in parts else [],
                                   sweeps=cfg.sweeps if "sweep" in parts else (),
                                   prune_events=cfg.prune_events if "prune" in parts else 0,
-                                  steady_links=cfg.steady_links if "retention" in parts else 0)
+                                  steady_links=cfg.steady_links if "retention" in parts else 0,
+                                  reconcile_links=cfg.reconcile_links if "reconcile" in parts else 0)
         args.servers = args.servers and "servers" in parts
         args.console = "console" in parts
         args.week = "week" in parts

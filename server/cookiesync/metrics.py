@@ -28,6 +28,14 @@ class Metrics:
                                      ["outcome"], registry=r)
         self.webhooks = Counter("cookiesync_webhooks_total", "Unipile webhooks received", ["source", "message"],
                                 registry=r)
+        # reconciliation (domain/reconcile): this instance's passes, and the statuses they found that
+        # no webhook brought, by the webhook message they were handled as (a fixed set)
+        self.reconcile_passes = Counter("cookiesync_reconcile_passes_total",
+                                        "Reconciliation passes by outcome (complete | failed | valve)", ["outcome"],
+                                        registry=r)
+        self.reconcile_drifts = Counter("cookiesync_reconcile_drifts_total",
+                                        "Account statuses the reconciliation found that no webhook brought, by the "
+                                        "webhook message they were handled as", ["message"], registry=r)
         self.emails = Counter("cookiesync_emails_total", "Emails by what happened", ["status"], registry=r)
         self.sweep_seconds = Histogram("cookiesync_sweep_seconds", "Sweep duration", registry=r)
         self.sweep_lag = Gauge("cookiesync_sweep_lag_seconds", "Age of the oldest due attempt at sweep time",

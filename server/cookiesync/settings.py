@@ -159,6 +159,15 @@ class Settings(msgspec.Struct, kw_only=True):
         "`on`: in production with `COOKIESYNC_PUBLIC_URL` set, make sure at start-up that one Unipile "
         "account-status webhook points at this service (as `cookiesync unipile register-webhook`), "
         "retrying with backoff while Unipile refuses; the service serves meanwhile. `off`: never."))] = "on"
+    reconcile_interval_s: Annotated[float, msgspec.Meta(ge=0, description=(
+        "Seconds between reconciliation passes: the sweep's leader lists every account from Unipile and "
+        "handles a status whose webhook was lost as the webhook would have; an account Unipile no longer "
+        "knows (absent from a complete listing, then 404 by id) is disabled. One pass also runs soon after "
+        "start-up; a failed pass is logged and tried again after this. 0: never."))] = 900.0
+    reconcile_missing_max_share: Annotated[float, msgspec.Meta(ge=0, le=1, description=(
+        "Share of our linked accounts a complete listing may miss: past it (and past 10 accounts) the "
+        "listing is not believed, nobody is disabled and operators are alerted (a wrong API key or "
+        "workspace, an incident at Unipile)."))] = 0.10
     stale_cookie_s: Annotated[float, msgspec.Meta(description=(
         "Seconds since the last cookie after which a link counts as stale: its email asks the user to "
         "check the extension, and the support console flags it."))] = 86400.0

@@ -259,6 +259,29 @@ def test_list_paginates_with_cursor_and_counts(sim) -> None:
     assert api(sim, "GET", "/accounts", params={"limit": 0}).status_code == 400
 
 
+def test_a_listing_fails_half_way_when_scripted_and_bulk_accounts_are_listed(sim) -> None:
+    made = sim.post("/_sim/accounts/bulk", json={"id_prefix": "bulk-", "first": 1, "count": 300,
+                                                 "statuses": ["CREDENTIALS"]})
+    assert made.status_code == 200 and made.json()["created"] == 300
+    sim.post("/_sim/listing", json={"outcomes": ["ok", "503"]}).raise_for_status()
+    first = api(sim, "GET", "/accounts", params={"limit": 250})
+    assert first.status_code == 200 and [i["id"] for i in first.json()["items"]] == [f"bulk-{i}" for i in range(1, 251)]
+    assert {i["sources"][0]["status"] for i in first.json()["items"]} == {"CREDENTIALS"}
+    assert first.json()["status_counts"]["CREDENTIALS"] == 300
+    cursor = first.json()["cursor"]
+    failed = api(sim, "GET", "/accounts", params={"limit": 250, "cursor": cursor})
+    assert failed.status_code == 503 and failed.json()["type"] == "errors/service_unavailable"
+    last = api(sim, "GET", "/accounts", params={"limit": 250, "cursor": cursor}).json()  # the script is spent
+    assert len(last["items"]) == 50 and last["cursor"] is None
+    assert api(sim, "GET", "/accounts/bulk-7").json()["sources"] == [{"id": "bulk-7_MESSAGING", "status": "CREDENTIALS"}]
+    assert sim.post("/_sim/accounts/bulk", json={"id_prefix": "b-", "count": 0}).status_code == 400
+    mixed = sim.post("/_sim/accounts/bulk", json={"id_prefix": "m-", "count": 4, "statuses": ["OK", "STOPPED"]})
+    assert mixed.status_code == 200
+    assert [api(sim, "GET", f"/accounts/m-{i}").json()["sources"][0]["status"] for i in range(4)] == \
+        ["OK", "STOPPED", "OK", "STOPPED"]
+    assert sim.post("/_sim/listing", json={"outcomes": ["checkpoint:2FA"]}).status_code == 400
+
+
 @pytest.mark.parametrize("payload,error_type", [
     ({"provider": "LINKEDIN"}, "errors/missing_parameters"),
     ({"access_token": "AQEDAR-x"}, "errors/missing_parameters"),

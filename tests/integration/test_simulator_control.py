@@ -109,6 +109,8 @@ def test_with_the_token_every_control_route_answers(sim) -> None:
         ("POST", "/_sim/accounts/x/status"): {"message": "CREDENTIALS"}, ("GET", "/_sim/hosted-links"): None,
         ("GET", "/_sim/webhook-deliveries"): None, ("POST", "/_sim/members/x"): {"name": "Ctl Member"},
         ("POST", "/_sim/accounts/x/me"): {"plain_id": "4101"}, ("POST", "/_sim/reads"): {"outcomes": ["ok"]},
+        ("POST", "/_sim/listing"): {"outcomes": ["ok"]},
+        ("POST", "/_sim/accounts/bulk"): {"id_prefix": "ctl-bulk-", "count": 3},
     }
     routes = {(m, _concrete(r.path)) for r in CONTROL.routes for m in r.methods if m != "OPTIONS"}
     assert set(requests) == routes

@@ -9,6 +9,8 @@ from cookiesync.settings import Settings
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
+    # reconciliation off: its GET /accounts pages would land among the Unipile calls other tests
+    # count (tests/integration/test_reconcile.py turns it on)
     base = dict(mode="local", data_dir=str(tmp_path / "data"), unipile_timeout_s=3.0, sweep_interval_s=0.2,
-                retry_interval_s=3600.0, log_level="INFO")
+                retry_interval_s=3600.0, log_level="INFO", reconcile_interval_s=0.0)
     return msgspec.convert(base | overrides, Settings)

@@ -2,7 +2,8 @@
 
 Only one instance leads the sweep at a time (a lease row, renewed each run).
 The sweep reconnects accounts Unipile left CONNECTING too long, makes due
-attempts (claimed per link, see AttemptRunner) and delivers due emails. Immediate attempts don't wait for it: any instance kicks
+attempts (claimed per link, see AttemptRunner) and delivers due emails; beside it, it starts the
+prune and the reconciliation with Unipile's account list when they are due (scheduler/jobs.py). Immediate attempts don't wait for it: any instance kicks
 its own runner when it schedules one, and the per-link claim keeps that safe.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from cookiesync.db.engine import reader
 from cookiesync.db.schema import leases, links, utcnow
 from cookiesync.domain.reconnect.services import expire_connecting_watches
+from cookiesync.domain.reconcile.services import Reconciler
 from cookiesync.domain.retention.services import Pruner
 
 log = logging.getLogger("cookiesync.scheduler")
@@ -85,13 +87,14 @@ async def _sweep_as_leader(rt) -> dict:
     emails = await rt.mailer.deliver_due()
     notices = await rt.notifier.deliver_due()
     pruning = await rt.scheduler.pruner.start_if_due()  # beside the sweep, not in it (domain/retention)
+    reconciling = await rt.scheduler.reconciler.start_if_due()  # the same (domain/reconcile)
     duration = time.perf_counter() - started
     rt.metrics.sweep_seconds.observe(duration)
     async with rt.engine.begin() as conn:
         await conn.execute(leases.update().where(leases.c.name == SWEEP, leases.c.owner == rt.instance_id)
                            .values(last_run_at=now, last_duration_ms=int(duration * 1000)))
     return {"leader": True, "connecting_lasted": connecting, "attempts": attempts, "emails": emails, "notifications": notices,
-            "prune_started": pruning}
+            "prune_started": pruning, "reconcile_started": reconciling}
 
 
 class Scheduler:
@@ -101,6 +104,7 @@ class Scheduler:
         self.running: asyncio.Task | None = None
         self.stopping = False
         self.pruner = Pruner(rt)
+        self.reconciler = Reconciler(rt)
 
     async def _tick(self) -> None:
         if self.stopping:
@@ -129,6 +133,7 @@ class Scheduler:
             await asyncio.wait({self.running}, timeout=grace_s)
         self.aps.shutdown(wait=False)
         await self.pruner.stop()
+        await self.reconciler.stop()
         try:
             await release_lease(self.rt)
         except Exception:

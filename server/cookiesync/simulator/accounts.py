@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from collections import Counter
 
 from litestar import Request, Response, delete, get, post
 
@@ -175,15 +176,25 @@ async def reconnect_account(request: Request, account_id: str) -> Response:
 # --- list, get, delete, restart (contract §4) ------------------------------------------------
 @get(f"{API}/accounts")
 async def list_accounts(request: Request) -> Response:
+    """A page of `limit` accounts (1-250) from the `cursor`; the next page's cursor, null on the
+    last. A listing is the accounts as they were at its first page (the ids and `status_counts`,
+    taken then: over a million accounts, walking them again for every page would cost more than
+    the page), each shown as it is now; one deleted since is left out. Scripted answers
+    (`/_sim/listing`) replace pages in turn: a listing that fails half-way."""
     sim = sim_of(request)
     offset, limit = read_cursor(request.query_params)
-    accounts = list(sim.accounts.values())
-    chunk, cursor = cut_page(accounts, offset, limit)
-    counts = {s: 0 for s in ("OK", "CONNECTING", "CREDENTIALS", "STOPPED")}
-    for a in accounts:
-        counts[a.status] = counts.get(a.status, 0) + 1
-    return jresp({"object": "AccountList", "items": [sim.account_json(a) for a in chunk], "cursor": cursor,
-                  "total_count": len(accounts), "status_counts": counts})
+    outcome = take(sim.list_outcomes)
+    if outcome and (failure := _status_code_for(outcome)):
+        return failure
+    if offset == 0 or sim.listing is None:
+        counts = dict.fromkeys(("OK", "CONNECTING", "CREDENTIALS", "STOPPED"), 0)
+        counts.update(Counter(a.status for a in sim.accounts.values()))
+        sim.listing = (list(sim.accounts), counts)
+    ids, counts = sim.listing
+    chunk, cursor = cut_page(ids, offset, limit)
+    items = [sim.account_json(a) for a in map(sim.accounts.get, chunk) if a is not None]
+    return jresp({"object": "AccountList", "items": items, "cursor": cursor, "total_count": len(ids),
+                  "status_counts": counts})
 
 
 def _scripted_read(sim: SimState) -> Response | None:

@@ -24,9 +24,12 @@ from cookiesync.simulator.state import (
     SECRET_CONFIG,
     STATUS_MESSAGES,
     OutcomeError,
+    Account,
+    Member,
     SimState,
     SimulatorConfig,
     parse_outcome,
+    provider_id_for,
 )
 from cookiesync.simulator.webhooks import fire_account_status
 
@@ -143,10 +146,8 @@ async def sim_account_me(request: Request, account_id: str) -> Response:
     return jresp(sim.account_internal(account))
 
 
-@post("/reads", status_code=200)
-async def sim_reads(request: Request) -> Response:
-    """Script the next answers of `GET /accounts/{id}` and `GET /users/me` (outcomes as for
-    connects: `ok`, an error name, `error:NNN:type`; a `sticky:` last one repeats)."""
+async def _script_reads(request: Request, queue_of) -> Response:
+    """Append a body's `outcomes` (after `clear`, when set) to the scripted answers of a read."""
     sim = sim_of(request)
     body = await json_object(request)
     check_fields(body, {"outcomes", "clear"}, ())
@@ -154,10 +155,48 @@ async def sim_reads(request: Request) -> Response:
     if any(o.removeprefix("sticky:").startswith("checkpoint:") for o in outcomes):
         raise BadRequest("invalid_parameters", "a read answers no checkpoint.")
     async with sim.lock:
+        queue = queue_of(sim)
         if body.get("clear"):
-            sim.read_outcomes.clear()
-        sim.read_outcomes.extend(outcomes)
-    return jresp({"outcomes": list(sim.read_outcomes)})
+            queue.clear()
+        queue.extend(outcomes)
+    return jresp({"outcomes": list(queue)})
+
+
+@post("/reads", status_code=200)
+async def sim_reads(request: Request) -> Response:
+    """Script the next answers of `GET /accounts/{id}` and `GET /users/me` (outcomes as for
+    connects: `ok`, an error name, `error:NNN:type`; a `sticky:` last one repeats)."""
+    return await _script_reads(request, lambda sim: sim.read_outcomes)
+
+
+@post("/listing", status_code=200)
+async def sim_listing(request: Request) -> Response:
+    """Script the next answers of `GET /accounts`, a page each (outcomes as for reads: `ok` serves
+    the page; `["ok", "503"]` fails the second page of the next listing)."""
+    return await _script_reads(request, lambda sim: sim.list_outcomes)
+
+
+@post("/accounts/bulk", status_code=200)
+async def sim_accounts_bulk(request: Request) -> Response:
+    """Make `count` accounts at once, ids `id_prefix` + `first` .. `first + count - 1`, each of its
+    own member (plain id = the number) and no cookie: the accounts of links a benchmark made by
+    SQL. Account number i has `statuses[i % len(statuses)]` (default all `OK`). No webhook is sent."""
+    sim = sim_of(request)
+    body = await json_object(request)
+    check_fields(body, {"id_prefix", "first", "count", "statuses"}, ("id_prefix", "count"))
+    prefix, first, count = want(body, "id_prefix", str), want(body, "first", int) or 0, want(body, "count", int)
+    statuses = want(body, "statuses", list) or ["OK"]
+    if not set(statuses) <= set(STATUS_MESSAGES.values()) - {None} or not 0 < count <= 5_000_000 \
+            or len(statuses) > 1000:
+        raise BadRequest("invalid_parameters", "statuses must be up to 1,000 account statuses and count 1..5,000,000.")
+    async with sim.lock:
+        for i in range(first, first + count):
+            plain_id = str(i)
+            if plain_id not in sim.members:
+                sim.members[plain_id] = Member(plain_id, provider_id_for(plain_id), f"Member {plain_id}")
+            sim.accounts[f"{prefix}{i}"] = Account(id=f"{prefix}{i}", plain_id=plain_id, creds=None,
+                                                   status=statuses[i % len(statuses)])
+    return jresp({"created": count, "accounts": len(sim.accounts)})
 
 
 @post("/outcomes", status_code=200)
@@ -234,5 +273,5 @@ async def sim_deliveries(request: Request) -> Response:
 
 CONTROL = Router(path="/_sim", include_in_schema=False, route_handlers=[
     sim_reset, sim_get_config, sim_stats, sim_config, sim_cookies, sim_outcomes, sim_calls, sim_accounts,
-    sim_account_status, sim_approve, sim_hosted_links, sim_deliveries, sim_member, sim_account_me, sim_reads,
+    sim_account_status, sim_approve, sim_listing, sim_accounts_bulk, sim_hosted_links, sim_deliveries, sim_member, sim_account_me, sim_reads,
 ])

@@ -311,6 +311,8 @@ class SimState:
         self.account_outcomes: dict[str, list[str]] = {}
         self.global_outcomes: list[str] = []
         self.read_outcomes: list[str] = []  # the next GET /accounts/{id} and /users/me answers (/_sim/reads)
+        self.list_outcomes: list[str] = []  # the next GET /accounts pages' answers (/_sim/listing)
+        self.listing: tuple[list[str], dict[str, int]] | None = None  # ids and status_counts of a listing (accounts.py)
         self.webhooks: dict[str, Webhook] = {}
         self.hosted: dict[str, HostedLink] = {}
         self.calls: deque[dict] = deque(maxlen=self.config.calls_max)

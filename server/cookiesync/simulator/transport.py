@@ -131,9 +131,11 @@ class SimulatorApp(Litestar):
         sim.seq += 1
         # The log keeps the body as /_sim/calls shows it: an unparsed one only as its fingerprint,
         # since a cookie may be anywhere in it.
-        record = {"seq": sim.seq, "at": iso_now(), "method": scope["method"], "path": path, "status": None,
+        query = scope.get("query_string", b"").decode()
+        record = {"seq": sim.seq, "at": iso_now(), "method": scope["method"], "path": path, "query": query,
+                  "status": None,
                   "body": scrub(parsed) if not isinstance(parsed, str) else {"unparsed": fingerprint(parsed)},
-                  "account_id": _account_in(path, parsed, scope.get("query_string", b"").decode())}
+                  "account_id": _account_in(path, parsed, query)}
         sim.calls.append(record)
 
         if not _authorized(_header(scope, b"x-api-key"), sim.config.api_key):
@@ -148,7 +150,8 @@ class SimulatorApp(Litestar):
         async def recording_send(message) -> None:
             if message["type"] == "http.response.start":
                 record["status"] = message["status"]
-            elif message["type"] == "http.response.body" and record["account_id"] is None:
+            elif message["type"] == "http.response.body" and record["account_id"] is None and scope["method"] == "POST":
+                # only a POST answers a new account's id (a connect): a listing's body is not kept
                 out.append(message.get("body", b""))
             await send(message)
 

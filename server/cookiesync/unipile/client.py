@@ -17,6 +17,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
+from cookiesync.domain.reconcile.schemas import AccountPage
 from cookiesync.domain.reconnect.policy import Failure
 from cookiesync.domain.unipile_backoff import policy as backoff_policy
 from cookiesync.domain.unipile_backoff.services import Backoff
@@ -150,6 +151,7 @@ def expires_on(when: datetime) -> str:
 
 
 POOL_SIZE = 8
+LIST_LIMIT = 250  # the largest page GET /accounts allows (contract §4)
 
 
 class UnipileClient:
@@ -262,6 +264,18 @@ class UnipileClient:
     # --- accounts ----------------------------------------------------------
     async def get_account(self, account_id: str) -> dict:
         return await self._json("GET", f"/accounts/{account_id}", "accounts.get")
+
+    async def list_accounts(self, cursor: str | None, limit: int = LIST_LIMIT) -> AccountPage:
+        """One page of the account list (contract §4: `cursor`, `limit` 1-250), decoded straight
+        into the fields the reconciliation reads."""
+        params = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        resp = await self._request("GET", "/accounts", "accounts.list", params=params)
+        if not resp.is_success:
+            raise UnipileError(resp.status_code, *_error_fields(resp), retry_after=self._retry_after(resp))
+        try:
+            return msgspec.json.decode(resp.content, type=AccountPage)
+        except msgspec.DecodeError as exc:
+            raise UnipileError(resp.status_code, "invalid_json", f"not an account list: {exc}"[:200]) from None
 
     async def get_me(self, account_id: str) -> dict:
         """The account's own member (contract §4: `AccountOwnerProfile`, with `object_urn`)."""

@@ -20,19 +20,14 @@ import time
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
-import sqlalchemy as sa
-
 from cookiesync.db import prune as sql
 from cookiesync.db.engine import reader
-from cookiesync.db.schema import DEDUPE_WINDOW, insert_missing, leases, utcnow
-from cookiesync.domain.retention.policy import COOKIE_RECEIVED, PRUNE, Rule, config_from, cutoffs, due, rule_of_event
+from cookiesync.db.schema import DEDUPE_WINDOW, utcnow
+from cookiesync.domain.retention.policy import COOKIE_RECEIVED, PRUNE, Rule, config_from, cutoffs, rule_of_event
+from cookiesync.scheduler.jobs import LeaderJob, LostClaim
 
 log = logging.getLogger("cookiesync.retention")
 DUTY = 3.0       # pause after a statement, in multiples of the time it took (see prune)
-
-
-class LostClaim(Exception):
-    """Another instance holds the prune now (this one stalled past its lease)."""
 
 
 async def prune(engine, cuts: dict[Rule, datetime | None], rows: int, pause_s: float, *,
@@ -93,64 +88,21 @@ async def prune(engine, cuts: dict[Rule, datetime | None], rows: int, pause_s: f
     return removed
 
 
-class Pruner:
-    """The sweep leader's prune job (one per runtime)."""
+class Pruner(LeaderJob):
+    """The sweep leader's prune job (one per runtime): a `LeaderJob` (scheduler/jobs.py)."""
 
-    def __init__(self, rt) -> None:
-        self.rt = rt
-        self.task: asyncio.Task | None = None
+    name = PRUNE
 
     @property
-    def lease(self) -> timedelta:
-        return timedelta(seconds=self.rt.settings.sweep_lease_s)
-
-    async def start_if_due(self) -> bool:
-        """Start a prune beside the sweep if one is due and this instance could claim it."""
-        if self.task is not None and not self.task.done():
-            return False
-        if not await self.claim():
-            return False
-        self.task = self.rt.spawn(self.run())
-        return True
-
-    async def claim(self) -> bool:
-        rt, now = self.rt, utcnow()
-        interval = timedelta(seconds=rt.settings.retention_interval_s)
-        async with reader(rt.engine) as conn:
-            row = (await conn.execute(sa.select(leases).where(leases.c.name == PRUNE))).first()
-        if row is not None and not due(row.last_run_at, interval, now):
-            return False  # the common case, read without a write
-        until = now + self.lease
-        async with rt.engine.begin() as conn:
-            if row is None:
-                res = await conn.execute(insert_missing(conn, leases, name=PRUNE, owner=rt.instance_id, until=until))
-            else:  # due and unheld, decided again in the statement: another instance may just have claimed it
-                res = await conn.execute(leases.update().where(
-                    leases.c.name == PRUNE, sa.or_(leases.c.owner == rt.instance_id, leases.c.until < now),
-                    sa.or_(leases.c.last_run_at.is_(None), leases.c.last_run_at <= now - interval),
-                ).values(owner=rt.instance_id, until=until))
-        return res.rowcount == 1
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.rt.settings.retention_interval_s)
 
     async def run(self) -> dict[str, int]:
         rt, s = self.rt, self.rt.settings
-
         started, t0 = utcnow(), time.perf_counter()
-        renewed = [t0]
-
-        async def keep() -> None:  # renew the claim a few times per lease, not per statement
-            if time.perf_counter() - renewed[0] < self.lease.total_seconds() / 3:
-                return
-            async with rt.engine.begin() as conn:
-                res = await conn.execute(leases.update().where(leases.c.name == PRUNE,
-                                                               leases.c.owner == rt.instance_id)
-                                         .values(until=utcnow() + self.lease))
-            if res.rowcount != 1:
-                raise LostClaim()
-            renewed[0] = time.perf_counter()
-
         cuts = cutoffs(config_from(s, DEDUPE_WINDOW), started)
         try:
-            removed = await prune(rt.engine, cuts, s.retention_batch_rows, s.retention_pause_s, keep=keep,
+            removed = await prune(rt.engine, cuts, s.retention_batch_rows, s.retention_pause_s, keep=self.keep,
                                   counted=lambda table, n: rt.metrics.prune_removed.labels(table).inc(n))
         except LostClaim:
             log.warning("prune stopped: another instance holds it now")
@@ -160,29 +112,7 @@ class Pruner:
 
         async with reader(rt.engine) as conn:  # kept for the console on SQLite, which has no cheap estimate
             sizes = recorded_sizes(await table_sizes(conn)) if conn.dialect.name == "sqlite" else []
-        finished = utcnow()
-        async with rt.engine.begin() as conn:
-            await conn.execute(leases.update().where(leases.c.name == PRUNE, leases.c.owner == rt.instance_id)
-                               .values(until=finished, last_run_at=finished, last_duration_ms=int(duration * 1000),
-                                       last_result={"started_at": started.isoformat(), "removed": removed,
-                                                    "tables": sizes}))
+        await self.finish(duration, {"started_at": started.isoformat(), "removed": removed, "tables": sizes})
         rt.metrics.prune_runs.inc()
         log.info("prune done in %.1f s: removed %s", duration, removed)
         return removed
-
-    async def stop(self) -> None:
-        """Cancel a prune in progress (each batch is its own transaction: nothing is left half
-        done) and give up the claim, so the next leader resumes it at once."""
-        if self.task is None or self.task.done():
-            return
-        self.task.cancel()
-        try:
-            await self.task
-        except (asyncio.CancelledError, Exception):
-            pass
-        try:
-            async with self.rt.engine.begin() as conn:
-                await conn.execute(leases.update().where(leases.c.name == PRUNE, leases.c.owner == self.rt.instance_id)
-                                   .values(until=utcnow()))
-        except Exception:
-            log.warning("could not give up the prune's claim; it expires by itself")

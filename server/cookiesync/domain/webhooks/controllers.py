@@ -17,10 +17,10 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from cookiesync.db.schema import DEDUPE_WINDOW, links, utcnow, webhook_receipts
 from cookiesync.domain.reconnect import policy
 from cookiesync.domain.reconnect.services import add_event, apply_event
+from cookiesync.domain.webhooks.services import Applied, after_commit, apply_status
 from cookiesync.domain.sync.services import forget_link
-from cookiesync.runtime import RT, Runtime
+from cookiesync.runtime import RT
 from cookiesync.security import same_secret
-from cookiesync.unipile.client import UnipileError
 from cookiesync.validation import text
 
 log = logging.getLogger("cookiesync.webhooks")
@@ -103,16 +103,6 @@ async def _links_for_account(conn, account_id: str):
     return (await conn.execute(sa.select(links).where(links.c.unipile_account_id == account_id))).all()
 
 
-async def _restart(rt: Runtime, link_id: int, user_id: str, account_id: str) -> None:
-    try:
-        answer = await rt.unipile.restart_account(account_id)
-        data = {"outcome": answer.get("object"), "unipile_account_id": account_id}
-    except UnipileError as exc:
-        data = {"outcome": "failed", "http_status": exc.status, "error_type": exc.error_type}
-    async with rt.engine.begin() as conn:
-        await add_event(conn, user_id=user_id, link_id=link_id, kind="account_restart", data=data)
-
-
 class WebhookController(Controller):
     path = "/v1/webhooks/unipile"
     tags = ["webhooks"]
@@ -129,8 +119,7 @@ class WebhookController(Controller):
         # so a sender cannot grow the label set; the history keeps the message itself
         rt.metrics.webhooks.labels("account_status", message if message in policy.V1_STATUSES else "other").inc()
         now = utcnow()
-        restarts: list[tuple[int, str]] = []
-        kick = False
+        applied = Applied()
         async with rt.engine.begin() as conn:
             digest = _digest("account_status", raw)
             rows = await _links_for_account(conn, status.account_id)
@@ -141,20 +130,13 @@ class WebhookController(Controller):
             if not rows:
                 await add_event(conn, user_id="-", link_id=None, kind="webhook_unknown_account", data=data, at=now)
                 return Ack(ok=True, duplicate=duplicate, known_account=False)
-            for row in rows:
-                if duplicate:
+            if duplicate:
+                for row in rows:
                     await add_event(conn, user_id=row.user_id, link_id=row.id, kind="webhook", data=data, at=now)
-                    continue
-                decision = await apply_event(rt, conn, row, policy.WebhookStatus(message), trigger="webhook",
-                                             event_kind="webhook", data=data, now=now)
-                kick |= decision.attempt_now
-                if decision.restart_account:
-                    restarts.append((row.id, row.user_id))
-                forget_link(rt, row.user_id, row.plain_id)
-        if kick:
-            rt.runner.kick()
-        for link_id, user_id in restarts:
-            rt.spawn(_restart(rt, link_id, user_id, status.account_id))
+            else:
+                await apply_status(rt, conn, rows, message, trigger="webhook", event_kind="webhook", data=data,
+                                   now=now, applied=applied)
+        after_commit(rt, applied)
         return Ack(ok=True, duplicate=duplicate)
 
     @post("/hosted-auth", status_code=200, summary="Unipile hosted-auth notify_url")
