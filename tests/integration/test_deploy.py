@@ -36,7 +36,9 @@ def test_entrypoint_migrates_serves_and_stops(tmp_path, simulator, postgres_url)
     proc = subprocess.Popen([str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: is_ready(base), timeout=30)
+        # migrate, then serve: two interpreter starts and every migration, slow on a loaded machine
+        wait_for(lambda: is_ready(base) or proc.poll() is not None, timeout=90)
+        assert proc.poll() is None, proc.communicate(timeout=5)[0].decode()[-4000:]
         assert httpx.get(base + "/readyz").json()["status"] == "ok"
         # production serves /metrics only to a scraper holding COOKIESYNC_METRICS_TOKEN
         assert httpx.get(base + "/metrics").status_code == 401

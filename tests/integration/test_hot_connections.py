@@ -48,7 +48,7 @@ def test_hot_reads_see_each_commit_and_never_write(database_url) -> None:
                                                          created_at=now, updated_at=now))
             assert await reads.first(DEVICE_BY_TOKEN, token_hash="h-1") == ("d-1", "hr-1")
             link = await reads.first(LINK_BY_MEMBER, user_id="hr-1", plain_id="42")
-            assert link is not None and link[1:] == ("fp", "connected", "acc-1")
+            assert link is not None and link[1:] == ("fp", "connected", "acc-1", None, None)  # incident, hold reason
             async with engine.begin() as conn:
                 await conn.execute(devices.update().where(devices.c.id == "d-1").values(revoked_at=now))
             assert await reads.first(DEVICE_BY_TOKEN, token_hash="h-1") is None  # the revocation, at once
