@@ -14,7 +14,7 @@ import httpx
 
 from tests.support.processes import attempt_events, is_ready, link_state, local_secret
 from tests.support.servers import free_port
-from tests.support.simulator import sim_script
+from tests.support.simulator import sim_script, sim_status
 from tests.support.wait import wait_for
 
 BIN = Path(sys.executable).parent
@@ -67,6 +67,7 @@ def test_sigkill_mid_incident_resumes_from_the_database(tmp_path, simulator, smt
         wait_for(lambda: link_state(database_url) == "connected")
         secret = local_secret(tmp_path, "webhook_secret")
         account_id = api.get("/v1/users/c-1/accounts").json()["items"][0]["unipile_account_id"]
+        sim_status(simulator, account_id, "CREDENTIALS")  # as Unipile lists it too (the restart reconciles)
         hook = httpx.post(f"{base}/v1/webhooks/unipile/account-status", headers={"Unipile-Auth": secret},
                           json={"AccountStatus": {"account_id": account_id, "account_type": "LINKEDIN",
                                                   "message": "CREDENTIALS"}})

@@ -17,7 +17,7 @@ import httpx
 
 from tests.support.processes import attempt_events, is_ready, link_state, local_secret, run_db
 from tests.support.servers import free_port
-from tests.support.simulator import fingerprint, sim_get, sim_post
+from tests.support.simulator import fingerprint, sim_get, sim_post, sim_status
 from tests.support.wait import wait_for
 
 BIN = Path(sys.executable).parent
@@ -105,8 +105,12 @@ def test_two_instances_share_the_work_exactly_once(tmp_path, simulator, smtp, po
         wait_for(lambda: connected() == N, timeout=60, interval=0.3)
         accounts = {a["li_at_fingerprint"]: a["id"] for a in sim_get(simulator, "/_sim/accounts").json()["items"]}
         for i in range(N):  # Unipile reports all 200 disconnected at once, to either instance
-            body = {"AccountStatus": {"account_id": accounts[fingerprint(f"AQEDAR-multi-cookie-{i:04d}")],
-                                      "account_type": "LINKEDIN", "message": "CREDENTIALS"}}
+            account_id = accounts[fingerprint(f"AQEDAR-multi-cookie-{i:04d}")]
+            # Unipile's own listing says so too: the leader's reconciliation pass (one at start-up,
+            # run again by the survivor when the leader dies mid-pass) would otherwise read OK and
+            # reconnect every link, and the give-up emails would never all be sent.
+            sim_status(simulator, account_id, "CREDENTIALS")
+            body = {"AccountStatus": {"account_id": account_id, "account_type": "LINKEDIN", "message": "CREDENTIALS"}}
             r = httpx.post(f"{bases[i % 2]}/v1/webhooks/unipile/account-status", json=body,
                            headers={"Unipile-Auth": secret})
             assert r.status_code == 200

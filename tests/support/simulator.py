@@ -9,7 +9,7 @@ from cookiesync.simulator.redact import fingerprint
 from cookiesync.simulator.transport import CONTROL_TOKEN_HEADER
 from tests.support.service import USED_SECRETS
 
-__all__ = ["fingerprint", "sim_get", "sim_post", "sim_script"]
+__all__ = ["fingerprint", "sim_get", "sim_post", "sim_script", "sim_status"]
 
 
 def sim_headers(sim) -> dict[str, str]:
@@ -36,3 +36,11 @@ def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None
         body["latency_ms"] = latency_ms
     r = sim_post(sim, "/_sim/cookies", json=body)
     assert r.status_code in (200, 201), r.text
+
+
+def sim_status(sim, account_id: str, message: str, webhook: bool = False) -> None:
+    """Unipile now reports `account_id` with status `message` (e.g. CREDENTIALS). Without `webhook` it
+    fires none: a test that posts the webhook itself to a chosen instance must still make Unipile's
+    own state agree, since the reconciliation pass reads it and would undo a webhook it contradicts."""
+    r = sim_post(sim, f"/_sim/accounts/{account_id}/status", json={"message": message, "webhook": webhook})
+    assert r.status_code == 200, r.text
