@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import threading
 import time
@@ -261,6 +262,7 @@ def steady_state(kind: str, links: int, days: int, say, row_cls) -> list:
     finally:
         if pg_name:
             data.pg_drop_database(pg_name)
+        shutil.rmtree(workdir, ignore_errors=True)  # SQLite's file is GBs at 1,000,000 links
     shown = [d for d in per_day if d["day"] in (1, 7, period, period + 1, days)]
     flat_from = per_day[period] if len(per_day) > period else per_day[-1]   # day period + 1
     last = per_day[-1]
