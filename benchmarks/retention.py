@@ -101,14 +101,19 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
             for ep in (("bare", "sync") if r % 2 == 0 else ("sync", "bare")):
                 res = wrk_run(ctx, svc, paths[ep], change, cfg.run_s, seed=500 + r * 2 + (ep == "sync"))
                 out[ep].append(res)
+                gone = progress["events"]  # the prune's own count so far: a long run shows how far it is
                 ctx.say(f"  prune bench {label:<14} {tag:<13} {ep:<4} {res['rps']:8.0f} req/s  "
-                        f"p99 {res['p99_us'] / 1000:6.2f} ms" + (f"  errors {res['errors']}" if res["errors"] else ""))
+                        f"p99 {res['p99_us'] / 1000:6.2f} ms" + (f"  errors {res['errors']}" if res["errors"] else "")
+                        + (f"  (pruned {gone:,} of {old0:,} old rows, {gone / (time.monotonic() - began[0]):,.0f}/s)"
+                           if until is not None and began else ""))
             r += 1
             if until is not None and not until():
                 break
         return {ep: sorted(x["rps"] for x in v)[len(v) // 2] for ep, v in out.items()} | {
             "errors": sum(x["errors"] for v in out.values() for x in v), "rounds": r}
 
+    progress = {"events": 0}
+    began: list[float] = []
     without = runs("without prune")
     result: dict = {}
 
@@ -119,8 +124,10 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
             engine = make_engine(svc.settings.database)
             try:
                 t0 = time.monotonic()
-                result["removed"] = await prune(engine, cuts, svc.settings.retention_batch_rows,
-                                                svc.settings.retention_pause_s)
+                began.append(t0)
+                result["removed"] = await prune(
+                    engine, cuts, svc.settings.retention_batch_rows, svc.settings.retention_pause_s,
+                    counted=lambda table, n: progress.__setitem__(table, progress.get(table, 0) + n))
                 result["seconds"] = time.monotonic() - t0
             finally:
                 await engine.dispose()
