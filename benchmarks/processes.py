@@ -7,10 +7,20 @@ import socket
 import subprocess
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, and never one this process was given before: the kernel
+    may hand a just-released port out again, and two of our servers told the same port (the week's
+    simulator and its recipe's webhook server) end with one of them exiting on `EADDRINUSE`."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def stop_processes(procs: list[subprocess.Popen], timeout: float) -> None:

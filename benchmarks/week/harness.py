@@ -145,8 +145,10 @@ class Arm:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as c:
             while time.monotonic() < deadline:
-                if any(p.poll() is not None for p in self.procs):
-                    raise RuntimeError(f"{self.name}: a process exited; see {self.log.name}")
+                if any(p.poll() is not None for p in self.procs):  # its log goes with the work folder: say why here
+                    self.log.flush()
+                    tail = Path(self.log.name).read_bytes()[-1500:].decode(errors="replace")
+                    raise RuntimeError(f"{self.name}: a process exited; the end of {self.log.name}:\n{tail}")
                 try:
                     await c.get(url, headers=headers)
                     return

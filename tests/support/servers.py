@@ -5,20 +5,16 @@ integrator would.
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
 
+from benchmarks.processes import free_port  # never the same port twice in one process
 from cookiesync.serving import uvicorn_options
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["ServerThread", "free_port"]
 
 
 class ServerThread:
