@@ -78,7 +78,10 @@ def test_badge_popup_and_button_lead_to_hosted_auth_and_clear_once_connected(lau
     seconds_to_connected = time.monotonic() - t0
     assert seconds_to_connected < 12, seconds_to_connected
     follow_ups = backend.sync_requests("follow-up")
-    assert follow_ups and follow_ups[-1].answer["link_status"] == "connected"
+    # Which sync brought `connected` depends on how fast the connect was: usually a follow-up, under
+    # load the first one (or its retry). Never one the user started, and within the 12 s above.
+    seen = [(r.reason, (r.answer or {}).get("link_status")) for r in backend.sync_requests()]
+    assert any(status == "connected" and reason != "manual" for reason, status in seen), seen
     assert badge(browser) == "" and page.is_hidden("#attention")
     print(f"paired → popup says connected in {seconds_to_connected:.1f} s ({len(follow_ups)} follow-up syncs)")
 
