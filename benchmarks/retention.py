@@ -104,16 +104,15 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
                 gone = progress["events"]  # the prune's own count so far: a long run shows how far it is
                 ctx.say(f"  prune bench {label:<14} {tag:<13} {ep:<4} {res['rps']:8.0f} req/s  "
                         f"p99 {res['p99_us'] / 1000:6.2f} ms" + (f"  errors {res['errors']}" if res["errors"] else "")
-                        + (f"  (pruned {gone:,} of {old0:,} old rows, {gone / (time.monotonic() - began[0]):,.0f}/s)"
-                           if until is not None and began else ""))
+                        + (f"  (pruned {gone:,} of {old0:,} old rows, "
+                           f"{gone / (time.monotonic() - progress['began']):,.0f}/s)" if until is not None else ""))
             r += 1
             if until is not None and not until():
                 break
         return {ep: sorted(x["rps"] for x in v)[len(v) // 2] for ep, v in out.items()} | {
             "errors": sum(x["errors"] for v in out.values() for x in v), "rounds": r}
 
-    progress = {"events": 0}
-    began: list[float] = []
+    progress = {"events": 0, "began": time.monotonic()}  # what the prune removed, and since when
     without = runs("without prune")
     result: dict = {}
 
@@ -123,11 +122,10 @@ def prune_during_ingest(ctx, svc, kind: str, n: int, label: str, change: float, 
 
             engine = make_engine(svc.settings.database)
             try:
-                t0 = time.monotonic()
-                began.append(t0)
+                t0 = progress["began"] = time.monotonic()
                 result["removed"] = await prune(
                     engine, cuts, svc.settings.retention_batch_rows, svc.settings.retention_pause_s,
-                    counted=lambda table, n: progress.__setitem__(table, progress.get(table, 0) + n))
+                    counted=lambda table, n: progress.update({table: progress.get(table, 0) + n}))
                 result["seconds"] = time.monotonic() - t0
             finally:
                 await engine.dispose()

@@ -26,6 +26,8 @@ import httpx
 from benchmarks.processes import free_port, stop_processes
 from benchmarks.week import accounting, faults
 from benchmarks.week.plain import PlainRecipe
+from cookiesync.logs import redact
+from cookiesync.simulator.redact import fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTROL = "X-Sim-Token"
@@ -137,18 +139,27 @@ class Arm:
         return p
 
     def start_sim(self, webhook_url: str) -> None:
-        self.spawn(["simulate", "--port", str(self.sim_port), "--api-key", self.sim_key,
-                    "--control-token", self.sim_token, "--webhook-url", webhook_url],
+        # `--name=value`: a token_urlsafe value may begin with "-", which argparse takes for an option
+        # (1/64 a value, four values a week run: its simulator exited at start about one run in 16)
+        self.spawn(["simulate", "--port", str(self.sim_port), f"--api-key={self.sim_key}",
+                    f"--control-token={self.sim_token}", f"--webhook-url={webhook_url}"],
                    env=dict(self.env, COOKIESYNC_WEBHOOK_SECRET=self.secret))
+
+    def log_tail(self, size: int = 1500) -> str:
+        """The end of the arm's log, fit for a console: the simulator's start-up line names its API key
+        and control token, so the arm's own secrets become fingerprints and cookies are redacted."""
+        self.log.flush()
+        tail = Path(self.log.name).read_bytes()[-size:].decode(errors="replace")
+        for secret in (self.sim_key, self.sim_token, self.secret):
+            tail = tail.replace(secret, fingerprint(secret))
+        return redact(tail)
 
     async def wait_http(self, url: str, headers: dict | None = None, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as c:
             while time.monotonic() < deadline:
                 if any(p.poll() is not None for p in self.procs):  # its log goes with the work folder: say why here
-                    self.log.flush()
-                    tail = Path(self.log.name).read_bytes()[-1500:].decode(errors="replace")
-                    raise RuntimeError(f"{self.name}: a process exited; the end of {self.log.name}:\n{tail}")
+                    raise RuntimeError(f"{self.name}: a process exited; the end of {self.log.name}:\n{self.log_tail()}")
                 try:
                     await c.get(url, headers=headers)
                     return

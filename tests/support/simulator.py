@@ -38,9 +38,9 @@ def sim_script(sim, li_at: str, plain_id: str, outcomes: list[str] | None = None
     assert r.status_code in (200, 201), r.text
 
 
-def sim_status(sim, account_id: str, message: str, webhook: bool = False) -> None:
-    """Unipile now reports `account_id` with status `message` (e.g. CREDENTIALS). Without `webhook` it
-    fires none: a test that posts the webhook itself to a chosen instance must still make Unipile's
-    own state agree, since the reconciliation pass reads it and would undo a webhook it contradicts."""
-    r = sim_post(sim, f"/_sim/accounts/{account_id}/status", json={"message": message, "webhook": webhook})
+def sim_status(sim, account_id: str, message: str) -> None:
+    """Unipile now reports `account_id` with status `message` (e.g. CREDENTIALS), and fires no webhook:
+    a test that posts the webhook itself to a chosen instance must still make Unipile's own state
+    agree, since the reconciliation pass reads it and would undo a webhook it contradicts."""
+    r = sim_post(sim, f"/_sim/accounts/{account_id}/status", json={"message": message, "webhook": False})
     assert r.status_code == 200, r.text

@@ -55,8 +55,8 @@ async def prune(engine, cuts: dict[Rule, datetime | None], rows: int, pause_s: f
         # 10M-row table took long enough that fixed pauses left the ingest a tenth of its rate).
         # `held` counts on purpose the wait for the write lock (BEGIN IMMEDIATE) too: the busier the
         # sync path, the longer the wait and so the pause, and the prune yields most when it must.
-        # Timed from the lock instead, 2,000,000 rows went in 422 s (724 s counting it, in an earlier run), but the
-        # 100% changed ingest beside it kept 0.58 of its rate, below the ingest row's 0.60.
+        # Timed from the lock instead, 2,000,000 rows went in 422 s (724 s counting it, in an earlier
+        # run), but the 100% changed ingest beside it kept 0.58 of its rate, below the row's 0.60.
         await asyncio.sleep(max(pause_s, DUTY * held))
         return n
 
